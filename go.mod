@@ -1,0 +1,3 @@
+module github.com/go-cancellation/cancellation
+
+go 1.26
