@@ -1,0 +1,46 @@
+// Package cancellation is cooperative cancellation for Go: the .NET
+// CancellationTokenSource / CancellationToken model, fused with
+// context.Context and faster than context where cancellation is hot.
+//
+// A [Source] owns a cancellation; its [Token] observes it. A Token is a
+// context.Context, so it goes into every Go API that takes a context, and it
+// adds what context lacks: callbacks that run synchronously, in reverse order
+// of registration, exactly once, and can be stopped ([Registration.Stop]) and
+// waited for ([Registration.Wait]); linked sources with any number of parents;
+// timeouts that can be re-armed later or earlier ([Source.CancelAfter]);
+// [Source.TryReset] for pooling; and callback panics collected into one
+// [*PanicError].
+//
+// # Rules for callers
+//
+//   - Create a Source with [New]. Pass its Token (never the Source) to the
+//     code that should stop; keep the Source where the decision to cancel is
+//     made. A Source that has parents must be canceled (or its parents must
+//     end) for its links to be released, exactly like a context.CancelFunc.
+//   - The zero Token never cancels: it is the "none" token, as
+//     context.Background is the "none" context.
+//   - Err is exactly context.Canceled or context.DeadlineExceeded, never
+//     wrapped. The reason for a cancellation is its cause: pass it to
+//     [Source.CancelCause] and read it with [Token.Cause] or context.Cause.
+//   - Callbacks run on the goroutine that cancels, while it waits. Keep them
+//     short and non-blocking; a callback that needs to block should start a
+//     goroutine. A callback must not wait for its own registration.
+//   - Poll with [Token.IsCanceled] in tight loops (it is a single atomic
+//     load); select on [Token.Done] to wait; use [Sleep] instead of
+//     time.Sleep so that waiting ends when the token is canceled.
+//   - Every method of Source, Token and Registration is safe for concurrent
+//     use by any number of goroutines. Only the calls documented as blocking
+//     ever wait for another goroutine.
+//
+// # Differences from context
+//
+// A Token's Deadline moves when the Source's timer is re-armed: it reports the
+// earliest of the armed deadline and the parents' current deadlines. A
+// context made by context.WithDeadline never moves.
+//
+// Callbacks registered with [Token.Register] or [Token.AfterFunc] run
+// synchronously inside Cancel, so when Cancel returns every callback (and
+// every linked child, and every context derived from the Token with
+// context.WithCancel and friends) is done. context.AfterFunc starts a
+// goroutine per callback instead.
+package cancellation

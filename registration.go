@@ -1,0 +1,242 @@
+package cancellation
+
+import (
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+)
+
+// Node states: the low two bits of node.word; the rest is the node's id,
+// bumped each time the node is recycled so that a stale Registration can
+// never act on the node's next use.
+const (
+	nStopped  uint64 = 0 // free, stopped or dropped (the zero node)
+	nPending  uint64 = 1
+	nRunning  uint64 = 2
+	nDone     uint64 = 3
+	stateMask uint64 = 3
+	idShift          = 2
+)
+
+// A node is a registered callback (f) or a link to a child Source (child),
+// in its owner's list.
+type node struct {
+	word       atomic.Uint64
+	next, prev *node
+	f          func()
+	child      *Source
+	owner      *Source
+}
+
+// push adds n at the head of s's list. s.mu must be held.
+func (s *Source) push(n *node) {
+	n.prev = nil
+	n.next = s.head
+	if s.head != nil {
+		s.head.prev = n
+	}
+	s.head = n
+}
+
+// remove takes n out of s's list. s.mu must be held.
+func (s *Source) remove(n *node) {
+	if n.prev != nil {
+		n.prev.next = n.next
+	} else {
+		s.head = n.next
+	}
+	if n.next != nil {
+		n.next.prev = n.prev
+	}
+	n.next, n.prev = nil, nil
+}
+
+// recycle keeps the removed node n, whose id was id, for reuse. s.mu must be
+// held.
+func (s *Source) recycle(n *node, id uint64) {
+	n.f = nil
+	if s.nfree >= maxFree {
+		return
+	}
+	n.word.Store((id + 1) << idShift)
+	n.next = s.free
+	s.free = n
+	s.nfree++
+}
+
+// unlink removes the link node n from its owner, unless the owner is already
+// running it. It is idempotent and never blocks for long.
+func (n *node) unlink() {
+	w := n.word.Load()
+	if w&stateMask != nPending || !n.word.CompareAndSwap(w, w&^stateMask|nStopped) {
+		return
+	}
+	p := n.owner
+	p.mu.Lock()
+	if p.state.Load() == stLive {
+		p.remove(n)
+	}
+	p.mu.Unlock()
+}
+
+// A Registration is a callback registered with [Token.Register]. It is a
+// small value, free to copy and compare; the zero Registration is valid and
+// refers to no callback. Its methods are safe for concurrent use.
+type Registration struct {
+	n  *node
+	id uint64
+}
+
+// Register registers f to run when the token is canceled, and returns a
+// Registration that can stop it.
+//
+// f runs exactly once, synchronously, on the goroutine whose Cancel won,
+// after the token already reads as canceled, in reverse order of
+// registration; that Cancel returns after f returned. If the token is
+// already canceled, f runs on the calling goroutine before Register returns
+// and Register returns the zero Registration. The zero Token never cancels:
+// Register returns the zero Registration without calling f.
+//
+// Register does not block (other than by running f on a canceled token) and
+// allocates nothing once the Source has recycled nodes of stopped
+// registrations. It panics if f is nil.
+func (t Token) Register(f func()) Registration {
+	if f == nil {
+		panic("cancellation: Register with nil func")
+	}
+	r, ok := t.register(f)
+	if !ok {
+		f()
+	}
+	return r
+}
+
+// register adds f to t's list; it reports false, registering nothing, if t is
+// canceled or canceling.
+func (t Token) register(f func()) (Registration, bool) {
+	s := t.s
+	if s == nil {
+		return Registration{}, true
+	}
+	if s.state.Load() != stLive {
+		return Registration{}, false
+	}
+	s.mu.Lock()
+	if s.state.Load() != stLive {
+		s.mu.Unlock()
+		return Registration{}, false
+	}
+	n := s.free
+	if n != nil {
+		s.free = n.next
+		s.nfree--
+	} else {
+		n = &node{owner: s}
+	}
+	id := n.word.Load() >> idShift
+	n.word.Store(id<<idShift | nPending)
+	n.f = f
+	s.push(n)
+	s.mu.Unlock()
+	return Registration{n, id}, true
+}
+
+// AfterFunc arranges for f to run when the token is canceled and returns a
+// function that stops it; stop reports whether it prevented f from running.
+// It is the method context.AfterFunc and context.WithCancel look for, so
+// contexts derived from a Token attach to it without a goroutine and are
+// canceled before the Token's Cancel returns.
+//
+// While the token is live, f runs synchronously in Cancel exactly like a
+// callback of [Token.Register]. If the token is already canceled, f runs in
+// its own goroutine, as context.AfterFunc specifies (the context package
+// calls AfterFunc with its own locks held). AfterFunc does not block. It
+// panics if f is nil.
+func (t Token) AfterFunc(f func()) (stop func() bool) {
+	if f == nil {
+		panic("cancellation: AfterFunc with nil func")
+	}
+	r, ok := t.register(f)
+	if !ok {
+		go f()
+		return func() bool { return false }
+	}
+	return r.Stop
+}
+
+// Stop prevents the callback from running. It reports true exactly when it
+// did so; it reports false if the callback ran, is running, or was already
+// stopped (or dropped by [Source.TryReset]). During a cancellation Stop
+// removes a callback that has not run yet. Racing Stop against Cancel,
+// exactly one of "Stop returned true" and "the callback ran" happens.
+//
+// Stop never blocks: it does not wait for a running callback (see
+// [Registration.Wait]), and it may be called from inside any callback.
+func (r Registration) Stop() bool {
+	n := r.n
+	if n == nil {
+		return false
+	}
+	if !n.word.CompareAndSwap(r.id<<idShift|nPending, r.id<<idShift|nStopped) {
+		return false
+	}
+	s := n.owner
+	s.mu.Lock()
+	if s.state.Load() == stLive {
+		s.remove(n)
+		s.recycle(n, r.id)
+	} else {
+		// The canceling goroutine owns the detached list and skips n.
+		n.f = nil
+	}
+	if x := s.x.Load(); x != nil && x.waiters.Load() > 0 {
+		x.cond.Broadcast()
+	}
+	s.mu.Unlock()
+	return true
+}
+
+// Wait blocks until the callback has returned, or until it can no longer run
+// (it was stopped, or dropped by [Source.TryReset]); it returns at once for
+// the zero Registration. While the token is live and the callback registered,
+// Wait blocks until the token is canceled: to make sure a callback is not
+// running and will not run, call Stop first and Wait only if Stop returned
+// false.
+//
+// Wait must not be called from the callback itself, nor from a callback of
+// the same cancellation that runs before it (both would wait forever).
+func (r Registration) Wait() {
+	n := r.n
+	if n == nil || !waitable(n.word.Load(), r.id) {
+		return
+	}
+	s := n.owner
+	s.mu.Lock()
+	x := s.extra()
+	if x.cond == nil {
+		x.cond = sync.NewCond(&s.mu)
+	}
+	x.waiters.Add(1)
+	for waitable(n.word.Load(), r.id) {
+		x.cond.Wait()
+	}
+	x.waiters.Add(-1)
+	s.mu.Unlock()
+}
+
+func waitable(w, id uint64) bool {
+	st := w & stateMask
+	return w>>idShift == id && (st == nPending || st == nRunning)
+}
+
+// call runs f, recovering a panic into panics.
+func call(f func(), panics []Recovered) (out []Recovered) {
+	out = panics
+	defer func() {
+		if v := recover(); v != nil {
+			out = append(out, Recovered{Value: v, Stack: debug.Stack()})
+		}
+	}()
+	f()
+	return out
+}

@@ -1,0 +1,220 @@
+package cancellation
+
+import (
+	"context"
+	"sync/atomic"
+	"time"
+	"unsafe"
+)
+
+// A Token observes the cancellation of a [Source]; it is a context.Context.
+//
+// A Token is a single pointer: comparable, free to copy, and converting it to
+// a context.Context allocates nothing. The zero Token never cancels. All
+// methods are safe for concurrent use; none blocks except Register and
+// AfterFunc, which may run the callback on a canceled token.
+type Token struct {
+	s *Source
+}
+
+// IsCanceled reports whether the token is canceled. It is a single atomic
+// load while the token is live; once it returns true, Done is closed. It
+// never blocks for longer than a concurrent Cancel takes to publish.
+func (t Token) IsCanceled() bool {
+	s := t.s
+	if s == nil {
+		return false
+	}
+	st := s.state.Load()
+	if st == stLive {
+		return false
+	}
+	if st&phaseMask == stCanceling {
+		s.waitPublished()
+	}
+	return true
+}
+
+// waitPublished waits for a canceling phase to end (it holds s.mu).
+func (s *Source) waitPublished() {
+	s.mu.Lock()
+	s.mu.Unlock() //nolint:staticcheck // empty critical section on purpose
+}
+
+// CanBeCanceled reports whether the token can ever be canceled: false only
+// for the zero Token.
+func (t Token) CanBeCanceled() bool { return t.s != nil }
+
+// Err returns nil while the token is live; after cancellation it returns
+// exactly context.Canceled, or context.DeadlineExceeded if a timer (or a
+// parent's deadline) canceled it. It never wraps: the reason is in Cause.
+// Once Done is closed, Err is non-nil. Err takes no lock once the
+// cancellation is published.
+func (t Token) Err() error {
+	s := t.s
+	if s == nil {
+		return nil
+	}
+	st := s.state.Load()
+	if st == stLive {
+		return nil
+	}
+	if st&stDeadline != 0 {
+		return context.DeadlineExceeded
+	}
+	return context.Canceled
+}
+
+// Cause returns nil while the token is live, and the cause of its
+// cancellation afterwards: the error given to CancelCause, context.Canceled
+// for Cancel, context.DeadlineExceeded for a timer, or the parent's cause for
+// a cancellation that came from a parent. context.Cause(t) returns the same.
+func (t Token) Cause() error {
+	s := t.s
+	if s == nil {
+		return nil
+	}
+	st := s.state.Load()
+	if st == stLive {
+		return nil
+	}
+	if st&phaseMask == stCanceling {
+		s.waitPublished()
+	}
+	return s.cause
+}
+
+var closedChan = func() chan struct{} {
+	c := make(chan struct{})
+	close(c)
+	return c
+}()
+
+// Done returns a channel that is closed when the token is canceled; nil for
+// the zero Token. The channel is made on the first call; successive calls
+// return the same channel. Done does not block.
+func (t Token) Done() <-chan struct{} {
+	s := t.s
+	if s == nil {
+		return nil
+	}
+	if p := atomic.LoadPointer(&s.done); p != nil {
+		return *(*chan struct{})(unsafe.Pointer(&p))
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if p := atomic.LoadPointer(&s.done); p != nil {
+		return *(*chan struct{})(unsafe.Pointer(&p))
+	}
+	c := closedChan
+	if s.state.Load() == stLive {
+		c = make(chan struct{})
+	}
+	atomic.StorePointer(&s.done, *(*unsafe.Pointer)(unsafe.Pointer(&c)))
+	return c
+}
+
+// Deadline reports the earliest of the Source's armed deadline and its
+// parents' current deadlines. Unlike a context made by context.WithDeadline,
+// it moves when the Source's timer is re-armed. It does not block.
+func (t Token) Deadline() (deadline time.Time, ok bool) {
+	s := t.s
+	if s == nil {
+		return time.Time{}, false
+	}
+	earliest := func(d time.Time, has bool) {
+		if has && (!ok || d.Before(deadline)) {
+			deadline, ok = d, true
+		}
+	}
+	if p := s.link.owner; p != nil {
+		earliest(Token{p}.Deadline())
+	}
+	if x := s.x.Load(); x != nil {
+		s.mu.Lock()
+		d := x.deadline
+		others := x.others
+		p2 := x.link2.owner
+		s.mu.Unlock()
+		earliest(d, !d.IsZero())
+		if p2 != nil {
+			earliest(Token{p2}.Deadline())
+		}
+		for _, o := range others {
+			earliest(o.ctx.Deadline())
+		}
+	}
+	return deadline, ok
+}
+
+// cancelCtxKey is the context package's private key with which
+// context.Cause asks a context for its nearest cancelCtx. keyProbe learns it
+// once: context.Cause calls Value with it on a context whose Err is non-nil.
+var cancelCtxKey = func() any {
+	p := &keyProbe{}
+	_ = context.Cause(p)
+	return p.key
+}()
+
+type keyProbe struct{ key any }
+
+func (*keyProbe) Deadline() (time.Time, bool) { return time.Time{}, false }
+func (*keyProbe) Done() <-chan struct{}       { return closedChan }
+func (*keyProbe) Err() error                  { return context.Canceled }
+func (p *keyProbe) Value(key any) any {
+	if p.key == nil {
+		p.key = key
+	}
+	return nil
+}
+
+// Value returns the value associated with key by the first parent of the
+// Source (through Token parents too), or nil. It does not block.
+func (t Token) Value(key any) any {
+	s := t.s
+	if s == nil {
+		return nil
+	}
+	if key == cancelCtxKey && key != nil {
+		return s.bridgeValue(key)
+	}
+	for s.flags&flagLinkValues != 0 {
+		// Iterate rather than recurse along chains of Token parents.
+		s = s.link.owner
+	}
+	if x := s.x.Load(); x != nil && x.values != nil {
+		return x.values.Value(key)
+	}
+	return nil
+}
+
+// bridgeValue answers context.Cause (and the context package's search for a
+// parent cancelCtx) with an internal cancel-cause context that is canceled
+// with the same cause as s. Its done channel is never s's, so the context
+// package does not adopt it as a parent: it attaches children through
+// AfterFunc instead.
+func (s *Source) bridgeValue(key any) any {
+	s.mu.Lock()
+	x := s.extra()
+	if x.bridge == nil {
+		x.bridge, x.bridgeCancel = context.WithCancelCause(context.Background())
+		if s.state.Load() != stLive {
+			x.bridgeCancel(s.cause)
+		}
+	}
+	b := x.bridge
+	s.mu.Unlock()
+	return b.Value(key)
+}
+
+// String describes the token, for debugging.
+func (t Token) String() string {
+	switch {
+	case t.s == nil:
+		return "cancellation.Token(none)"
+	case t.IsCanceled():
+		return "cancellation.Token(canceled: " + t.Cause().Error() + ")"
+	default:
+		return "cancellation.Token(live)"
+	}
+}
