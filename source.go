@@ -135,7 +135,8 @@ func New(parents ...context.Context) *Source {
 			}
 		})
 		s.mu.Lock()
-		s.x.Load().others = append(s.x.Load().others, parentLink{ctx: p, stop: stop})
+		x := s.extra()
+		x.others = append(x.others, parentLink{ctx: p, stop: stop})
 		s.mu.Unlock()
 	}
 	if s.state.Load() != stLive {
