@@ -1,0 +1,44 @@
+// Package cancelhttp carries cancellation across HTTP: it gives every
+// request a [cancellation.Token] that says why the work should stop, it
+// propagates deadlines from client to server, and it shuts servers down
+// without dropping responses.
+//
+// Rules for callers:
+//
+//   - Wrap a handler with [Handler]. Inside it, r.Context() is the request's
+//     token (a [cancellation.Token], which is a [context.Context]); pass it
+//     to everything the request does, and stop when it is done. Its Err is
+//     exactly [context.Canceled] or [context.DeadlineExceeded]; ask
+//     [context.Cause] (or Token.Cause) why: [ErrClientDisconnected] (the
+//     connection closed or the HTTP/2 stream was reset), [ErrServerShutdown]
+//     (the grace period of a shutdown is over), or a *[DeadlineError] (the
+//     client's Connect-Timeout-Ms or Grpc-Timeout passed). Test causes with
+//     errors.Is and errors.As, never by string.
+//   - The token is canceled when the handler returns: a goroutine that must
+//     outlive the request needs a context of its own, for example
+//     cancellation.New(context.WithoutCancel(r.Context())).
+//   - A client's timeout header is honoured up to the cap given with
+//     [WithMaxTimeout]; a malformed one is answered with 400 before the
+//     handler runs. Parse such headers yourself with [ParseConnectTimeout] and
+//     [ParseGrpcTimeout].
+//   - Send outbound requests through a [Transport], with the request's
+//     context (http.NewRequestWithContext): the server at the other end then
+//     gets the remaining time as Connect-Timeout-Ms, and a request whose
+//     context is already done is never sent.
+//   - Run the server with [Serve] rather than http.Server.Serve: it links
+//     every request context to shutdown, gives in-flight requests a grace
+//     period, then cancels them and waits a bounded time for their handlers.
+//     Do not set http.Server.ReadTimeout on a server with long handlers:
+//     net/http cancels the request context when it fires, which the
+//     middleware cannot tell from a client that went away (use
+//     ReadHeaderTimeout).
+//   - Every function and method of the package is safe for concurrent use.
+//     None blocks except [Serve] (until the server stops) and
+//     Transport.RoundTrip (while the request is in flight).
+//
+// Costs: the middleware allocates a few small objects per request (the
+// state, the linked source, the request copy net/http's WithContext makes)
+// and starts no goroutine unless the client goes away or the server shuts
+// down; a timeout header adds one runtime timer. Its throughput relative to a
+// bare handler is measured in bench/http (see docs/taskd.md).
+package cancelhttp

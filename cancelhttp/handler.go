@@ -1,0 +1,381 @@
+package cancelhttp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-cancellation/cancellation"
+)
+
+// RequestIDHeader is the request and response header that carries the
+// request id.
+const RequestIDHeader = "X-Request-Id"
+
+// StatusClientClosedRequest (499, the code nginx uses) is the status the
+// access log reports for a request whose client went away before the
+// handler returned. It is never sent: nobody is there to read it.
+const StatusClientClosedRequest = 499
+
+// maxRequestIDLen bounds an inbound X-Request-Id that is echoed.
+const maxRequestIDLen = 128
+
+// An Option configures [Handler].
+type Option interface{ apply(*handlerConfig) }
+
+type handlerConfig struct {
+	logger     *slog.Logger
+	maxTimeout time.Duration
+}
+
+type optionFunc func(*handlerConfig)
+
+func (f optionFunc) apply(c *handlerConfig) { f(c) }
+
+// WithLogger sets the logger that receives the access log, one record per
+// request. Without this option, or with a nil logger, [slog.Default] is
+// used; pass slog.New(slog.DiscardHandler) to turn the access log off.
+func WithLogger(l *slog.Logger) Option {
+	return optionFunc(func(c *handlerConfig) { c.logger = l })
+}
+
+// WithMaxTimeout caps the timeout a client may ask for in a
+// Connect-Timeout-Ms or Grpc-Timeout header: a longer one is shortened to d
+// (and the [DeadlineError] says so). d <= 0, the default, means no cap. The
+// cap does not give requests without a timeout header a deadline.
+func WithMaxTimeout(d time.Duration) Option {
+	return optionFunc(func(c *handlerConfig) { c.maxTimeout = d })
+}
+
+// Handler returns next wrapped in the cancellation middleware. For each
+// request it
+//
+//   - checks the Connect-Timeout-Ms and Grpc-Timeout headers, and answers
+//     400 Bad Request with a [HeaderError]'s message, without calling next,
+//     when one is malformed;
+//   - creates a [cancellation.Source] whose Token becomes the request's
+//     context: r.Context() in next is a [cancellation.Token] carrying every
+//     value of the original request context, and [RequestToken] finds it
+//     again below derived contexts;
+//   - cancels that token when the client goes away (cause
+//     [ErrClientDisconnected]), when the server's base context is canceled
+//     ([Serve] does that with cause [ErrServerShutdown] once the grace period
+//     is over), or when the client's timeout passes (Err
+//     [context.DeadlineExceeded], cause a *[DeadlineError]). Err is always
+//     exactly context.Canceled or context.DeadlineExceeded; the reason is in
+//     the cause;
+//   - echoes the X-Request-Id header (a printable ASCII value of at most 128
+//     bytes) or generates one, and sets it on the response;
+//   - cancels the token when next returns (cause context.Canceled, as
+//     net/http does with its own request context), which releases every link
+//     the request held;
+//   - logs one access-log record: method, path, status (499 when the client
+//     went away), bytes, duration and request_id, plus on cancellation the
+//     cause and stop_latency, the time from cancellation to next's return.
+//     A 5xx or a panic is logged at level Error, the rest at Info.
+//
+// The http.ResponseWriter given to next records the status and size; it
+// implements http.Flusher and http.Hijacker by delegation and has an Unwrap
+// method, so [http.ResponseController] reaches every feature of the
+// underlying writer. A panic in next is logged and then re-panicked, so
+// net/http handles it as usual.
+//
+// The linkage costs no goroutine while the request runs: the client link is
+// a [context.AfterFunc] on the original request context (net/http cancels it
+// when the connection closes or the HTTP/2 stream is reset), which runs one
+// short goroutine only if it fires. A timeout header adds one runtime timer.
+//
+// Handler panics if next is nil. The returned handler is safe for concurrent
+// use; it does not block beyond what next does.
+func Handler(next http.Handler, opts ...Option) http.Handler {
+	if next == nil {
+		panic("cancelhttp: nil handler")
+	}
+	h := &handler{next: next}
+	for _, o := range opts {
+		o.apply(&h.config)
+	}
+	if h.config.logger == nil {
+		h.config.logger = slog.Default()
+	}
+	return h
+}
+
+type handler struct {
+	next   http.Handler
+	config handlerConfig
+}
+
+// epoch anchors the monotonic timestamps stored in request.canceledAt.
+var epoch = time.Now()
+
+// monotonic returns the time since epoch on the monotonic clock, plus one so
+// that zero means "not set".
+func monotonic(t time.Time) int64 { return int64(t.Sub(epoch)) + 1 }
+
+// request is the middleware's per-request state, allocated once. It is also
+// the first parent of the request's Source: a context that is never done and
+// answers the request key and otherwise the values of the original request
+// context.
+type request struct {
+	parent context.Context // r.Context() as net/http gave it
+	values context.Context // context.WithoutCancel(parent)
+	src    *cancellation.Source
+	id     string
+	// canceledAt is when parentDone or the release canceled src
+	// (monotonic(t)), or 0. A deadline's time is the deadline itself.
+	canceledAt atomic.Int64
+	rw         responseWriter
+}
+
+type requestKey struct{}
+
+func (rq *request) Deadline() (time.Time, bool) { return time.Time{}, false }
+func (rq *request) Done() <-chan struct{}       { return nil }
+func (rq *request) Err() error                  { return nil }
+func (rq *request) String() string              { return "cancelhttp.request" }
+func (rq *request) Value(key any) any {
+	if _, ok := key.(requestKey); ok {
+		return rq
+	}
+	return rq.values.Value(key)
+}
+
+// parentDone runs (in a goroutine of context.AfterFunc) when the original
+// request context is done: the client went away, or the server's base
+// context was canceled.
+func (rq *request) parentDone() {
+	now := time.Now()
+	if rq.parent.Err() == context.DeadlineExceeded {
+		// An outer layer gave the request context a deadline (for example
+		// http.TimeoutHandler). Fire the token's own timer so that its Err
+		// is DeadlineExceeded too.
+		dl, ok := rq.parent.Deadline()
+		if !ok || dl.After(now) {
+			dl = now
+		}
+		rq.src.SetDeadline(dl)
+		return
+	}
+	cause := context.Cause(rq.parent)
+	if cause == nil || cause == context.Canceled {
+		// net/http cancels the request context with a bare
+		// context.Canceled when the connection is closed or the HTTP/2
+		// stream is reset.
+		cause = ErrClientDisconnected
+	}
+	// Stored before the cancellation, so that whoever sees the token
+	// canceled also sees the time.
+	rq.canceledAt.CompareAndSwap(0, monotonic(now))
+	rq.src.CancelCause(cause)
+}
+
+// cancelTime is when the token was canceled, if known.
+func (rq *request) cancelTime() (time.Time, bool) {
+	tok := rq.src.Token()
+	if tok.Err() == context.DeadlineExceeded {
+		if dl, ok := tok.Deadline(); ok {
+			return dl, true
+		}
+	}
+	if n := rq.canceledAt.Load(); n != 0 {
+		return epoch.Add(time.Duration(n - 1)), true
+	}
+	return time.Time{}, false
+}
+
+func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	rq := &request{parent: r.Context(), id: requestID(r.Header)}
+	rq.rw.ResponseWriter = w
+	w.Header()[RequestIDHeader] = []string{rq.id}
+
+	de, err := inboundTimeout(r.Header, h.config.maxTimeout)
+	if err != nil {
+		http.Error(&rq.rw, err.Error(), http.StatusBadRequest)
+		h.log(r, rq, time.Since(start), outcome{err: err})
+		return
+	}
+
+	rq.values = context.WithoutCancel(rq.parent)
+	var stopDeadline context.CancelFunc
+	if de != nil {
+		var dctx context.Context
+		dctx, stopDeadline = context.WithDeadlineCause(context.Background(), start.Add(de.Timeout), de)
+		rq.src = cancellation.New(rq, dctx)
+	} else {
+		rq.src = cancellation.New(rq)
+	}
+	if dl, ok := rq.parent.Deadline(); ok {
+		rq.src.SetDeadline(dl)
+	}
+	stopLink := context.AfterFunc(rq.parent, rq.parentDone)
+	tok := rq.src.Token()
+
+	defer func() {
+		v := recover()
+		end := time.Now()
+		stopLink()
+		o := outcome{panicked: v}
+		if tok.IsCanceled() {
+			// Canceled before next returned, not by the race between a
+			// late cancellation and the return.
+			if at, ok := rq.cancelTime(); ok && !at.After(end) {
+				o.cause = tok.Cause()
+				o.stopLatency = end.Sub(at)
+			}
+		}
+		// Release: the request is over. Canceling drops the links to the
+		// parents; stopDeadline frees the timer.
+		rq.canceledAt.CompareAndSwap(0, monotonic(end))
+		rq.src.Cancel()
+		if stopDeadline != nil {
+			stopDeadline()
+		}
+		h.log(r, rq, end.Sub(start), o)
+		if v != nil {
+			panic(v)
+		}
+	}()
+	h.next.ServeHTTP(&rq.rw, r.WithContext(tok))
+}
+
+// outcome is what the access log says beyond the request itself.
+type outcome struct {
+	err         error // why the middleware answered 400 itself
+	cause       error // why the token was canceled before next returned
+	stopLatency time.Duration
+	panicked    any
+}
+
+func (h *handler) log(r *http.Request, rq *request, d time.Duration, o outcome) {
+	status := rq.rw.status
+	if status == 0 {
+		status = http.StatusOK // what net/http sends for a handler that wrote nothing
+		if o.panicked != nil {
+			status = http.StatusInternalServerError
+		}
+	}
+	if o.cause != nil && errors.Is(o.cause, ErrClientDisconnected) {
+		status = StatusClientClosedRequest
+	}
+	level := slog.LevelInfo
+	if status >= 500 || o.panicked != nil {
+		level = slog.LevelError
+	}
+	ctx := context.Context(rq)
+	if rq.values == nil {
+		ctx = rq.parent
+	}
+	if !h.config.logger.Enabled(ctx, level) {
+		return
+	}
+	var attrs [11]slog.Attr
+	attrs[0] = slog.String("method", r.Method)
+	attrs[1] = slog.String("path", r.URL.Path)
+	attrs[2] = slog.Int("status", status)
+	attrs[3] = slog.Int64("bytes", rq.rw.bytes)
+	attrs[4] = slog.Duration("duration", d)
+	attrs[5] = slog.String("request_id", rq.id)
+	n := 6
+	if o.cause != nil {
+		attrs[n] = slog.Any("cause", o.cause)
+		attrs[n+1] = slog.Duration("stop_latency", o.stopLatency)
+		n += 2
+	}
+	if o.err != nil {
+		attrs[n] = slog.String("error", o.err.Error())
+		n++
+	}
+	if o.panicked != nil {
+		attrs[n] = slog.String("panic", fmt.Sprint(o.panicked))
+		n++
+	}
+	if rq.rw.hijacked {
+		attrs[n] = slog.Bool("hijacked", true)
+		n++
+	}
+	h.config.logger.LogAttrs(ctx, level, "request", attrs[:n]...)
+}
+
+// requestID returns the inbound X-Request-Id when it is acceptable, or a
+// new random id of 16 hex digits.
+func requestID(h http.Header) string {
+	if vs := h[RequestIDHeader]; len(vs) > 0 && validRequestID(vs[0]) {
+		return vs[0]
+	}
+	const hex = "0123456789abcdef"
+	var b [16]byte
+	x := rand.Uint64()
+	for i := len(b) - 1; i >= 0; i-- {
+		b[i] = hex[x&0xf]
+		x >>= 4
+	}
+	return string(b[:])
+}
+
+func validRequestID(s string) bool {
+	if len(s) == 0 || len(s) > maxRequestIDLen {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x21 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+func lookup(ctx context.Context) *request {
+	rq, _ := ctx.Value(requestKey{}).(*request)
+	if rq == nil || rq.src == nil {
+		return nil
+	}
+	return rq
+}
+
+// RequestToken returns the token [Handler] installed for the request whose
+// context is ctx (or derives from it), and false when there is none. It is
+// the same token as r.Context() in the handler, found again through any
+// context derived from it.
+//
+// It does not block and is safe for concurrent use.
+func RequestToken(ctx context.Context) (cancellation.Token, bool) {
+	rq := lookup(ctx)
+	if rq == nil {
+		return cancellation.Token{}, false
+	}
+	return rq.src.Token(), true
+}
+
+// RequestID returns the request id [Handler] chose for the request whose
+// context is ctx (or derives from it), or "" when there is none.
+//
+// It does not block and is safe for concurrent use.
+func RequestID(ctx context.Context) string {
+	if rq, _ := ctx.Value(requestKey{}).(*request); rq != nil {
+		return rq.id
+	}
+	return ""
+}
+
+// CanceledAt reports when the request token of ctx was canceled: the
+// moment the middleware noticed that the client went away or the server
+// shut down, or the deadline itself for a deadline. It returns false while
+// the token is live, and when ctx carries no request token. The time
+// carries a monotonic clock reading, so time.Since(at) is the handler's
+// stop latency so far.
+//
+// It does not block and is safe for concurrent use.
+func CanceledAt(ctx context.Context) (time.Time, bool) {
+	rq := lookup(ctx)
+	if rq == nil || !rq.src.Token().IsCanceled() {
+		return time.Time{}, false
+	}
+	return rq.cancelTime()
+}
