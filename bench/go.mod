@@ -3,3 +3,5 @@ module github.com/go-cancellation/cancellation/bench
 go 1.26
 
 replace github.com/go-cancellation/cancellation => ../
+
+require github.com/go-cancellation/cancellation v0.0.0-00010101000000-000000000000
