@@ -205,9 +205,9 @@ type job struct {
 
 	written   int64 // bytes in f (all of them trusted)
 	committed bool  // the .part was renamed to path
-	fromDisk bool  // written includes bytes from before this call
-	resumed  int64
-	attempts int
+	fromDisk  bool  // written includes bytes from before this call
+	resumed   int64
+	attempts  int
 }
 
 func (j *job) validate() error {

@@ -1,0 +1,43 @@
+// Package download fetches files over HTTP so that a cancel is clean and a
+// file is never corrupt: it streams into NAME.part, resumes it with Range
+// and If-Range, and renames it to NAME only once it is whole.
+//
+// # Rules for callers
+//
+//   - Pass any context.Context to [Client.Do] (a cancellation.Token
+//     included). When it is done, Do returns within milliseconds with an
+//     error that matches ctx.Err() and context.Cause(ctx) with errors.Is;
+//     the error is never replaced by something else, so
+//     errors.Is(err, context.Canceled) is the test for "canceled".
+//   - Every error from Do is an [*Error] naming the URL, the file and how
+//     many bytes are kept for a resume. The causes are typed:
+//     [*HTTPError] (errors.As), [*StallError] (errors.Is ErrStalled),
+//     [*ChecksumError] (errors.Is ErrChecksum), [*TimeoutError]
+//     (errors.Is context.DeadlineExceeded), [ErrLocked], or the I/O or
+//     network error itself.
+//   - The final file appears only complete: size checked against
+//     Content-Length / Content-Range, SHA-256 checked when asked for, then
+//     fsync, rename, fsync of the directory. An existing file of that name
+//     is replaced only at that moment, atomically.
+//   - NAME.part is kept when a download fails or is canceled, together with
+//     NAME.part.meta: the URL and the validator (strong ETag, else
+//     Last-Modified) the bytes belong to. Calling Do again with the same URL
+//     and destination resumes it. A .part without that file, or stored for
+//     another URL, is not trusted and starts again from zero; so does one
+//     the server no longer serves (a 200 instead of a 206). Bytes of two
+//     versions of a file are never spliced.
+//   - Within one Do call, stalls (no bytes for [Client.IdleTimeout], timed
+//     by a cancellation.Source re-armed on every chunk), dropped
+//     connections, truncated bodies, 5xx, 408 and 429 are retried with
+//     exponential backoff and jitter, honouring Retry-After, resuming where
+//     the server allows. Other 4xx and local I/O errors are final.
+//   - Memory is bounded: one buffer per download ([Client.BufferSize]),
+//     whatever the file size. Do starts no goroutine that outlives it.
+//   - A [Client] is safe for concurrent use by many goroutines; each Do
+//     blocks its caller. Downloads to the same file at once are refused
+//     with [ErrLocked] (flock, on the platforms that have it).
+//
+// The test server in package downloadtest misbehaves on demand (throttle,
+// stall, cut, ignore Range, change the ETag, 404/500/429) for testing code
+// built on this package.
+package download
