@@ -127,6 +127,9 @@ type request struct {
 	values context.Context // context.WithoutCancel(parent)
 	src    *cancellation.Source
 	id     string
+	// deadline is the earliest of the timeout header's deadline and the
+	// original request context's; zero if neither.
+	deadline time.Time
 	// canceledAt is when parentDone or the release canceled src
 	// (monotonic(t)), or 0. A deadline's time is the deadline itself.
 	canceledAt atomic.Int64
@@ -177,11 +180,8 @@ func (rq *request) parentDone() {
 
 // cancelTime is when the token was canceled, if known.
 func (rq *request) cancelTime() (time.Time, bool) {
-	tok := rq.src.Token()
-	if tok.Err() == context.DeadlineExceeded {
-		if dl, ok := tok.Deadline(); ok {
-			return dl, true
-		}
+	if rq.src.Token().Err() == context.DeadlineExceeded && !rq.deadline.IsZero() {
+		return rq.deadline, true
 	}
 	if n := rq.canceledAt.Load(); n != 0 {
 		return epoch.Add(time.Duration(n - 1)), true
@@ -205,13 +205,22 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rq.values = context.WithoutCancel(rq.parent)
 	var stopDeadline context.CancelFunc
 	if de != nil {
+		// A context parent rather than the Source's own timer, so that
+		// the cause names the header.
+		rq.deadline = start.Add(de.Timeout)
 		var dctx context.Context
-		dctx, stopDeadline = context.WithDeadlineCause(context.Background(), start.Add(de.Timeout), de)
+		dctx, stopDeadline = context.WithDeadlineCause(context.Background(), rq.deadline, de)
 		rq.src = cancellation.New(rq, dctx)
 	} else {
 		rq.src = cancellation.New(rq)
 	}
 	if dl, ok := rq.parent.Deadline(); ok {
+		// Rare: an outer layer set a deadline. parentDone maps
+		// cancellations of the original context, but only the Source's own
+		// timer can make Err DeadlineExceeded.
+		if rq.deadline.IsZero() || dl.Before(rq.deadline) {
+			rq.deadline = dl
+		}
 		rq.src.SetDeadline(dl)
 	}
 	stopLink := context.AfterFunc(rq.parent, rq.parentDone)

@@ -1,0 +1,4 @@
+package cancelhttp
+
+// FormatConnectTimeout is exported for the fuzz tests.
+var FormatConnectTimeout = formatConnectTimeout
