@@ -3,30 +3,33 @@ package cancellation
 import (
 	"runtime/debug"
 	"sync"
-	"sync/atomic"
+	"unsafe"
 )
 
-// Node states: the low two bits of node.word; the rest is the node's id,
-// bumped each time the node is recycled so that a stale Registration can
-// never act on the node's next use.
+// node.word: the low two bits are the state, kindLink marks a link to a child
+// Source, and the rest is the node's id, bumped each time a registration node
+// is recycled so that a stale Registration can never act on its next use.
 const (
-	nStopped  uint64 = 0 // free, stopped or dropped (the zero node)
+	nStopped  uint64 = 0 // stopped or dropped (and the zero node)
 	nPending  uint64 = 1
 	nRunning  uint64 = 2
 	nDone     uint64 = 3
 	stateMask uint64 = 3
-	idShift          = 2
+	kindLink  uint64 = 4
+	idShift          = 3
 )
 
-// A node is a registered callback (f) or a link to a child Source (child),
-// in its owner's list.
+// A node is a registered callback or a link to a child Source, in its
+// owner's list.
 type node struct {
-	word       atomic.Uint64
+	word       atomicU64
 	next, prev *node
-	f          func()
-	child      *Source
+	ref        unsafe.Pointer // the func() of a callback, or the child *Source of a link
 	owner      *Source
 }
+
+func funcPtr(f func()) unsafe.Pointer { return *(*unsafe.Pointer)(unsafe.Pointer(&f)) }
+func ptrFunc(p unsafe.Pointer) func() { return *(*func())(unsafe.Pointer(&p)) }
 
 // push adds n at the head of s's list. s.mu must be held.
 func (s *Source) push(n *node) {
@@ -51,29 +54,14 @@ func (s *Source) remove(n *node) {
 	n.next, n.prev = nil, nil
 }
 
-// recycle keeps the removed node n, whose id was id, for reuse. s.mu must be
-// held.
-func (s *Source) recycle(n *node, id uint64) {
-	n.f = nil
-	if s.nfree >= maxFree {
-		return
-	}
-	n.word.Store((id + 1) << idShift)
-	n.next = s.free
-	s.free = n
-	s.nfree++
-}
-
-// unlink removes the link node n from its owner, unless the owner is already
-// running it. It is idempotent and never blocks for long.
+// unlink removes the link node n from its owner's list if it is there. A
+// canceled owner's list belongs to the goroutine running it, which finds the
+// child already canceled. unlink is idempotent and holds the owner's lock
+// only briefly.
 func (n *node) unlink() {
-	w := n.word.Load()
-	if w&stateMask != nPending || !n.word.CompareAndSwap(w, w&^stateMask|nStopped) {
-		return
-	}
 	p := n.owner
 	p.mu.Lock()
-	if p.state.Load() == stLive {
+	if p.live() && (n.prev != nil || p.head == n) {
 		p.remove(n)
 	}
 	p.mu.Unlock()
@@ -97,9 +85,9 @@ type Registration struct {
 // and Register returns the zero Registration. The zero Token never cancels:
 // Register returns the zero Registration without calling f.
 //
-// Register does not block (other than by running f on a canceled token) and
-// allocates nothing once the Source has recycled nodes of stopped
-// registrations. It panics if f is nil.
+// Register does not block (other than by running f on a canceled token). It
+// reuses the node of a stopped registration, so a Register+Stop cycle
+// allocates nothing. It panics if f is nil.
 func (t Token) Register(f func()) Registration {
 	if f == nil {
 		panic("cancellation: Register with nil func")
@@ -118,27 +106,26 @@ func (t Token) register(f func()) (Registration, bool) {
 	if s == nil {
 		return Registration{}, true
 	}
-	if s.state.Load() != stLive {
+	if !s.live() {
 		return Registration{}, false
 	}
 	s.mu.Lock()
-	if s.state.Load() != stLive {
+	if !s.live() {
 		s.mu.Unlock()
 		return Registration{}, false
 	}
-	n := s.free
-	if n != nil {
-		s.free = n.next
-		s.nfree--
+	var n *node
+	if x := s.x.Load(); x != nil && x.spare != nil {
+		n = x.spare // its word is already pending, with a fresh id
+		x.spare = nil
 	} else {
 		n = &node{owner: s}
+		n.word.init(nPending)
 	}
-	id := n.word.Load() >> idShift
-	n.word.Store(id<<idShift | nPending)
-	n.f = f
+	n.ref = funcPtr(f)
 	s.push(n)
 	s.mu.Unlock()
-	return Registration{n, id}, true
+	return Registration{n, n.word.Load() >> idShift}, true
 }
 
 // AfterFunc arranges for f to run when the token is canceled and returns a
@@ -182,15 +169,18 @@ func (r Registration) Stop() bool {
 	}
 	s := n.owner
 	s.mu.Lock()
-	if s.state.Load() == stLive {
+	n.ref = nil
+	if s.live() {
 		s.remove(n)
-		s.recycle(n, r.id)
-	} else {
-		// The canceling goroutine owns the detached list and skips n.
-		n.f = nil
+		// Keep the node for the next Register, with a fresh id so that r
+		// can never act on it again.
+		if x := s.extra(); x.spare == nil {
+			n.word.Store((r.id+1)<<idShift | nPending)
+			x.spare = n
+		}
 	}
-	if x := s.x.Load(); x != nil && x.waiters.Load() > 0 {
-		x.cond.Broadcast()
+	if m := s.loadMore(); m != nil && m.waiters.Load() > 0 {
+		m.cond.Broadcast()
 	}
 	s.mu.Unlock()
 	return true
@@ -212,15 +202,15 @@ func (r Registration) Wait() {
 	}
 	s := n.owner
 	s.mu.Lock()
-	x := s.extra()
-	if x.cond == nil {
-		x.cond = sync.NewCond(&s.mu)
+	m := s.more()
+	if m.cond == nil {
+		m.cond = sync.NewCond(&s.mu)
 	}
-	x.waiters.Add(1)
+	m.waiters.Add(1)
 	for waitable(n.word.Load(), r.id) {
-		x.cond.Wait()
+		m.cond.Wait()
 	}
-	x.waiters.Add(-1)
+	m.waiters.Add(-1)
 	s.mu.Unlock()
 }
 

@@ -4,12 +4,13 @@ import (
 	"context"
 	"sync"
 	"sync/atomic"
-	"time"
 	"unsafe"
 )
 
-// Source states. The low two bits are the phase; stDeadline records that the
-// cancellation's Err is context.DeadlineExceeded.
+// Source state word. The low two bits are the phase; stDeadline records that
+// the cancellation's Err is context.DeadlineExceeded; stLinkValues (set by New
+// before the Source is published, never changed) says that Value delegates to
+// the embedded link's parent.
 //
 // A source goes live → canceling → canceled exactly once. The canceling phase
 // lasts only while the winning goroutine holds s.mu (it closes the done
@@ -17,20 +18,13 @@ import (
 // to wait for it: that is what makes "IsCanceled is true ⇒ Done is closed"
 // and "Done is closed ⇒ Err is non-nil" both hold.
 const (
-	stLive      uint32 = 0
-	stCanceling uint32 = 1
-	stCanceled  uint32 = 2
-	phaseMask   uint32 = 3
-	stDeadline  uint32 = 4
+	stLive       uint32 = 0
+	stCanceling  uint32 = 1
+	stCanceled   uint32 = 2
+	phaseMask    uint32 = 3
+	stDeadline   uint32 = 4
+	stLinkValues uint32 = 8
 )
-
-// flags, written by New before the Source is published.
-const (
-	flagLinkValues uint16 = 1 << iota // Value delegates to s.link.owner
-)
-
-// maxFree bounds the registration nodes a Source keeps for reuse.
-const maxFree = 8
 
 // A Source signals cancellation to the Tokens it hands out.
 //
@@ -40,26 +34,27 @@ const maxFree = 8
 // then block until those callbacks return; no other method blocks.
 type Source struct {
 	mu    sync.Mutex
-	state atomic.Uint32
-	nfree uint16 // len(free), under mu
-	flags uint16 // set by New before publication
-	done  unsafe.Pointer
-	head  *node // registrations and child links, newest first; under mu
-	free  *node // recycled nodes, under mu
-	cause error // written once, in the canceling phase
-	link  node  // link to the first cancelable Token parent
+	state atomicU32
+	_     uint32
+	done  unsafe.Pointer // chan struct{}, made on demand
+	head  *node          // registrations and child links, newest first; under mu
+	cause *error         // nil: the default cause for the Err; written once
+	link  node           // link to the first cancelable Token parent
 	x     atomic.Pointer[extra]
+	tm    *timerState // under mu
 }
 
-// extra holds the rarely used parts of a Source, allocated on first need.
+// extra holds the less used parts of a Source, allocated on first need.
 type extra struct {
-	values context.Context // first parent, when it is not s.link.owner
 	link2  node            // link to the second cancelable Token parent
-	others []parentLink    // further cancelable parents; under Source.mu
+	values context.Context // first parent, when it is not s.link.owner
+	spare  *node           // a recycled registration node, under mu
+	more   atomic.Pointer[more]
+}
 
-	deadline time.Time // armed deadline, zero if none; under mu
-	timerAt  time.Time // when timer fires, zero if stopped; under mu
-	timer    *time.Timer
+// more holds the rarely used parts.
+type more struct {
+	others []parentLink // further cancelable parents; under mu
 
 	bridge       context.Context // answers context.Cause; see bridgeValue
 	bridgeCancel context.CancelCauseFunc
@@ -72,6 +67,38 @@ type parentLink struct {
 	ctx  context.Context
 	stop func() bool // context.AfterFunc stop for a non-Token parent
 	n    *node       // link node for a Token parent
+}
+
+func (s *Source) live() bool { return s.state.Load()&phaseMask == stLive }
+
+// extra returns s.x, allocating it if needed. It is called with s.mu held, or
+// by New before s is published.
+func (s *Source) extra() *extra {
+	x := s.x.Load()
+	if x == nil {
+		x = &extra{}
+		s.x.Store(x)
+	}
+	return x
+}
+
+// more returns s.x.more, allocating both if needed; s.mu must be held.
+func (s *Source) more() *more {
+	x := s.extra()
+	m := x.more.Load()
+	if m == nil {
+		m = &more{}
+		x.more.Store(m)
+	}
+	return m
+}
+
+// loadMore returns s.x.more or nil, without locking.
+func (s *Source) loadMore() *more {
+	if x := s.x.Load(); x != nil {
+		return x.more.Load()
+	}
+	return nil
 }
 
 // New returns a live Source linked to every parent: it is canceled as soon as
@@ -100,21 +127,52 @@ func New(parents ...context.Context) *Source {
 	switch first := parents[0].(type) {
 	case Token:
 		if first.s != nil {
-			s.link.owner = first.s
-			s.flags |= flagLinkValues
+			s.state.init(stLinkValues)
 		}
 	default:
 		if first != context.Background() && first != context.TODO() {
 			s.extra().values = first
 		}
 	}
+	// Assign a link node to every Token parent before linking any, while no
+	// other goroutine can see s.
+	nlinks := 0
 	for _, p := range parents {
-		if s.state.Load() != stLive {
+		if t, ok := p.(Token); ok && t.s != nil {
+			var ln *node
+			switch nlinks {
+			case 0:
+				ln = &s.link
+			case 1:
+				ln = &s.extra().link2
+			default:
+				ln = &node{}
+				m := s.more()
+				m.others = append(m.others, parentLink{ctx: p, n: ln})
+			}
+			ln.owner, ln.ref = t.s, unsafe.Pointer(s)
+			ln.word.init(kindLink | nPending)
+			nlinks++
+		}
+	}
+	i := 0
+	for _, p := range parents {
+		if !s.live() {
 			break
 		}
 		if t, ok := p.(Token); ok {
 			if t.s != nil {
-				s.linkToken(t.s, p)
+				var ln *node
+				switch i {
+				case 0:
+					ln = &s.link
+				case 1:
+					ln = &s.x.Load().link2
+				default:
+					ln = s.x.Load().more.Load().others[i-2].n
+				}
+				i++
+				s.linkTo(t.s, ln)
 			}
 			continue
 		}
@@ -135,11 +193,11 @@ func New(parents ...context.Context) *Source {
 			}
 		})
 		s.mu.Lock()
-		x := s.extra()
-		x.others = append(x.others, parentLink{ctx: p, stop: stop})
+		m := s.more()
+		m.others = append(m.others, parentLink{ctx: p, stop: stop})
 		s.mu.Unlock()
 	}
-	if s.state.Load() != stLive {
+	if !s.live() {
 		// Canceled while linking (a parent was done, or fired meanwhile):
 		// release the links made after the cancellation released the others.
 		s.releaseLinks()
@@ -147,46 +205,16 @@ func New(parents ...context.Context) *Source {
 	return s
 }
 
-// extra returns s.x, allocating it if needed. It is called with s.mu held, or
-// by New before s is published.
-func (s *Source) extra() *extra {
-	x := s.x.Load()
-	if x == nil {
-		x = &extra{}
-		s.x.Store(x)
-	}
-	return x
-}
-
-// linkToken links s to the Token parent p (whose context form is ctx).
-func (s *Source) linkToken(p *Source, ctx context.Context) {
-	var ln *node
-	switch {
-	case s.link.child == nil && (s.link.owner == nil || s.link.owner == p):
-		// The first link needs no lock on s: nothing can cancel s yet
-		// except p, and p reads these fields only after taking p.mu.
-		ln = &s.link
-		ln.owner, ln.child = p, s
-	default:
-		s.mu.Lock()
-		x := s.extra()
-		if x.link2.child == nil {
-			ln = &x.link2
-		} else {
-			ln = &node{}
-			x.others = append(x.others, parentLink{ctx: ctx, n: ln})
-		}
-		ln.owner, ln.child = p, s
-		s.mu.Unlock()
-	}
+// linkTo adds s's link node ln to the Token parent p's list, or cancels s if
+// p is already canceled.
+func (s *Source) linkTo(p *Source, ln *node) {
 	p.mu.Lock()
-	if st := p.state.Load(); st != stLive {
+	if st := p.state.Load(); st&phaseMask != stLive {
 		errSt, cause := st&stDeadline, p.cause
 		p.mu.Unlock()
-		s.cancelFinish(s.cancelFromParent(errSt, cause))
+		s.cancelFinish(s.cancelFromParentBoxed(errSt, cause))
 		return
 	}
-	ln.word.Store(nPending)
 	p.push(ln)
 	p.mu.Unlock()
 }
@@ -198,11 +226,33 @@ func errState(err error) uint32 {
 	return 0
 }
 
+// boxCause returns nil for the cause that Err implies, else a new box.
+func boxCause(errSt uint32, cause error) *error {
+	if cause == nil || (errSt == 0 && cause == context.Canceled) || (errSt != 0 && cause == context.DeadlineExceeded) {
+		return nil
+	}
+	b := new(error)
+	*b = cause
+	return b
+}
+
+// causeOf is the cause of a cancellation with Err state errSt.
+func causeOf(errSt uint32, cause *error) error {
+	switch {
+	case cause != nil:
+		return *cause
+	case errSt != 0:
+		return context.DeadlineExceeded
+	default:
+		return context.Canceled
+	}
+}
+
 // Token returns the Token that observes s. It never blocks or allocates.
 func (s *Source) Token() Token { return Token{s} }
 
 // Cancel cancels s with cause context.Canceled. See [Source.CancelCause].
-func (s *Source) Cancel() bool { return s.CancelCause(nil) }
+func (s *Source) Cancel() bool { return s.cancelTo(0, nil) }
 
 // CancelCause cancels s: its Token's Err becomes context.Canceled and its
 // Cause becomes cause (context.Canceled if cause is nil).
@@ -217,15 +267,15 @@ func (s *Source) Cancel() bool { return s.CancelCause(nil) }
 // listing every recovered panic in execution order, including panics of
 // callbacks of linked children.
 func (s *Source) CancelCause(cause error) bool {
-	if cause == nil {
-		cause = context.Canceled
+	if !s.live() {
+		return false
 	}
-	return s.cancelTo(0, cause)
+	return s.cancelTo(0, boxCause(0, cause))
 }
 
 // cancelTo cancels s and panics with the callbacks' panics, if any.
-func (s *Source) cancelTo(errSt uint32, cause error) bool {
-	if s.state.Load() != stLive {
+func (s *Source) cancelTo(errSt uint32, cause *error) bool {
+	if !s.live() {
 		return false
 	}
 	s.mu.Lock()
@@ -252,6 +302,10 @@ type pendingCancel struct {
 // cancelFromParent starts a cancellation caused by a parent; the caller
 // must pass the result to cancelFinish.
 func (s *Source) cancelFromParent(errSt uint32, cause error) pendingCancel {
+	return s.cancelFromParentBoxed(errSt, boxCause(errSt, cause))
+}
+
+func (s *Source) cancelFromParentBoxed(errSt uint32, cause *error) pendingCancel {
 	s.mu.Lock()
 	head, ok := s.cancelLocked(errSt, cause)
 	s.mu.Unlock()
@@ -271,28 +325,31 @@ func (s *Source) cancelFinish(c pendingCancel) []Recovered {
 // cancelLocked moves s from live to canceled and detaches its registrations,
 // which the caller must run (runAll) after unlocking. It reports false if s
 // was not live. s.mu must be held.
-func (s *Source) cancelLocked(errSt uint32, cause error) (*node, bool) {
-	if s.state.Load() != stLive {
+func (s *Source) cancelLocked(errSt uint32, cause *error) (*node, bool) {
+	st := s.state.Load()
+	if st&phaseMask != stLive {
 		return nil, false
 	}
-	s.state.Store(stCanceling | errSt)
+	flags := st & stLinkValues
 	s.cause = cause
 	if p := atomic.LoadPointer(&s.done); p != nil {
+		// Readers that see stCanceling wait on s.mu, so that a closed Done
+		// implies a non-nil Err and IsCanceled implies a closed Done.
+		s.state.Store(flags | stCanceling | errSt)
 		close(*(*chan struct{})(unsafe.Pointer(&p)))
 	}
-	if x := s.x.Load(); x != nil {
-		if x.bridgeCancel != nil {
-			x.bridgeCancel(cause)
-		}
-		if x.timer != nil {
-			x.timer.Stop()
-			x.timerAt = time.Time{}
-		}
+	if m := s.loadMore(); m != nil && m.bridgeCancel != nil {
+		m.bridgeCancel(causeOf(errSt, cause))
+	}
+	if ts := s.tm; ts != nil {
+		s.releaseTimer(ts)
 	}
 	head := s.head
 	s.head = nil
-	s.free, s.nfree = nil, 0
-	s.state.Store(stCanceled | errSt)
+	if x := s.x.Load(); x != nil {
+		x.spare = nil
+	}
+	s.state.Store(flags | stCanceled | errSt)
 	return head, true
 }
 
@@ -305,22 +362,22 @@ func runAll(s *Source, head *node, panics []Recovered) []Recovered {
 		next := n.next
 		n.next, n.prev = nil, nil
 		w := n.word.Load()
-		if w&stateMask == nPending && n.word.CompareAndSwap(w, w&^stateMask|nRunning) {
-			if c := n.child; c != nil {
-				pc := c.cancelFromParent(errSt, cause)
-				if pc.ok {
-					c.releaseLinks()
-					panics = runAll(c, pc.head, panics)
-				}
-			} else {
-				f := n.f
-				n.f = nil
-				panics = call(f, panics)
+		if w&kindLink != 0 {
+			// A link is removed from the list only under s.mu while s is
+			// live, so this detached list owns it: no arbitration needed.
+			c := (*Source)(n.ref)
+			if pc := c.cancelFromParentBoxed(errSt, cause); pc.ok {
+				c.releaseLinks()
+				panics = runAll(c, pc.head, panics)
 			}
+		} else if w&stateMask == nPending && n.word.CompareAndSwap(w, w&^stateMask|nRunning) {
+			f := ptrFunc(n.ref)
+			n.ref = nil
+			panics = call(f, panics)
 			n.word.Store(w&^stateMask | nDone)
-			if x := s.x.Load(); x != nil && x.waiters.Load() > 0 {
+			if m := s.loadMore(); m != nil && m.waiters.Load() > 0 {
 				s.mu.Lock()
-				x.cond.Broadcast()
+				m.cond.Broadcast()
 				s.mu.Unlock()
 			}
 		}
@@ -338,113 +395,22 @@ func (s *Source) releaseLinks() {
 	if x == nil {
 		return
 	}
-	s.mu.Lock()
-	others := x.others
-	hasLink2 := x.link2.owner != nil
-	s.mu.Unlock()
-	if hasLink2 {
+	if x.link2.owner != nil {
 		x.link2.unlink()
 	}
+	m := x.more.Load()
+	if m == nil {
+		return
+	}
+	s.mu.Lock()
+	others := m.others
+	s.mu.Unlock()
 	for _, o := range others {
 		if o.stop != nil {
 			o.stop()
 		} else {
 			o.n.unlink()
 		}
-	}
-}
-
-// CancelAfter arms s's timer to cancel it d from now, with Err and Cause
-// context.DeadlineExceeded; it replaces any armed deadline, later or earlier.
-// If d <= 0, CancelAfter cancels s synchronously, like [Source.CancelCause].
-// On a canceled Source it does nothing.
-//
-// Re-arming is cheap: it allocates nothing and touches the runtime timer only
-// when the deadline moves earlier. CancelAfter blocks only when d <= 0 (see
-// CancelCause).
-func (s *Source) CancelAfter(d time.Duration) {
-	if d <= 0 {
-		s.cancelTo(stDeadline, context.DeadlineExceeded)
-		return
-	}
-	now := time.Now()
-	s.arm(now, now.Add(d))
-}
-
-// SetDeadline arms s's timer to cancel it at t, like [Source.CancelAfter]. A
-// t that is not in the future cancels s synchronously; the zero Time disarms
-// the timer.
-func (s *Source) SetDeadline(t time.Time) {
-	if t.IsZero() {
-		s.mu.Lock()
-		if x := s.x.Load(); x != nil && s.state.Load() == stLive {
-			s.disarmLocked(x)
-		}
-		s.mu.Unlock()
-		return
-	}
-	now := time.Now()
-	if !now.Before(t) {
-		s.cancelTo(stDeadline, context.DeadlineExceeded)
-		return
-	}
-	s.arm(now, t)
-}
-
-func (s *Source) arm(now, deadline time.Time) {
-	if s.state.Load() != stLive {
-		return
-	}
-	s.mu.Lock()
-	if s.state.Load() != stLive {
-		s.mu.Unlock()
-		return
-	}
-	x := s.extra()
-	x.deadline = deadline
-	switch {
-	case x.timer == nil:
-		x.timer = time.AfterFunc(deadline.Sub(now), s.onTimer)
-		x.timerAt = deadline
-	case x.timerAt.IsZero() || deadline.Before(x.timerAt):
-		x.timer.Reset(deadline.Sub(now))
-		x.timerAt = deadline
-	}
-	// Otherwise the timer fires earlier than the new deadline and onTimer
-	// re-arms it.
-	s.mu.Unlock()
-}
-
-// disarmLocked clears the deadline. s.mu must be held.
-func (s *Source) disarmLocked(x *extra) {
-	x.deadline = time.Time{}
-	if x.timer != nil && x.timer.Stop() {
-		x.timerAt = time.Time{}
-	}
-	// If Stop failed, onTimer is running or about to; it sees no deadline
-	// and clears timerAt.
-}
-
-func (s *Source) onTimer() {
-	s.mu.Lock()
-	x := s.x.Load()
-	if s.state.Load() != stLive || x.deadline.IsZero() {
-		x.timerAt = time.Time{}
-		s.mu.Unlock()
-		return
-	}
-	if now := time.Now(); now.Before(x.deadline) {
-		x.timer.Reset(x.deadline.Sub(now))
-		x.timerAt = x.deadline
-		s.mu.Unlock()
-		return
-	}
-	head, _ := s.cancelLocked(stDeadline, context.DeadlineExceeded)
-	s.mu.Unlock()
-	s.releaseLinks()
-	if panics := runAll(s, head, nil); len(panics) > 0 {
-		// There is no caller to report to: this is the timer's goroutine.
-		panic(&PanicError{Recovered: panics})
 	}
 }
 
@@ -460,30 +426,33 @@ func (s *Source) onTimer() {
 func (s *Source) TryReset() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.state.Load() != stLive {
+	if !s.live() {
 		return false
 	}
-	x := s.x.Load()
-	if x != nil && !x.deadline.IsZero() {
-		if !time.Now().Before(x.deadline) {
+	if ts := s.tm; ts != nil && ts.hasDL {
+		if monoNow() >= ts.deadline {
 			return false // the timer has fired, or is about to
 		}
-		s.disarmLocked(x)
+		ts.disarm()
 	}
+	x := s.x.Load()
 	for n := s.head; n != nil; {
 		next := n.next
-		if n.child == nil {
-			w := n.word.Load()
+		if w := n.word.Load(); w&kindLink == 0 {
 			if w&stateMask == nPending && n.word.CompareAndSwap(w, w&^stateMask|nStopped) {
 				s.remove(n)
-				s.recycle(n, w>>idShift)
+				n.ref = nil
+				if x != nil && x.spare == nil {
+					n.word.Store((w>>idShift+1)<<idShift | nPending)
+					x.spare = n
+				}
 			}
 			// A node already stopped is being removed by its Stop.
 		}
 		n = next
 	}
-	if x != nil && x.waiters.Load() > 0 {
-		x.cond.Broadcast()
+	if m := s.loadMore(); m != nil && m.waiters.Load() > 0 {
+		m.cond.Broadcast()
 	}
 	return true
 }

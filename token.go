@@ -18,27 +18,33 @@ type Token struct {
 }
 
 // IsCanceled reports whether the token is canceled. It is a single atomic
-// load while the token is live; once it returns true, Done is closed. It
-// never blocks for longer than a concurrent Cancel takes to publish.
+// load, and small enough to be inlined; once it returns true, Done is
+// closed. It never waits for longer than a concurrent Cancel takes to
+// publish the cancellation (it does not wait for callbacks).
 func (t Token) IsCanceled() bool {
 	s := t.s
 	if s == nil {
 		return false
 	}
 	st := s.state.Load()
-	if st == stLive {
-		return false
+	for st&phaseMask == stCanceling {
+		// The canceling phase is a few hundred nanoseconds inside Cancel
+		// (no user code runs in it); spinning keeps IsCanceled small
+		// enough to be inlined.
+		st = s.state.Load()
 	}
-	if st&phaseMask == stCanceling {
-		s.waitPublished()
-	}
-	return true
+	return st&phaseMask != stLive
 }
 
-// waitPublished waits for a canceling phase to end (it holds s.mu).
-func (s *Source) waitPublished() {
-	s.mu.Lock()
-	s.mu.Unlock() //nolint:staticcheck // empty critical section on purpose
+// published waits for a canceling phase to end (it holds s.mu) and returns
+// the final state.
+func (s *Source) published(st uint32) uint32 {
+	if st&phaseMask == stCanceling {
+		s.mu.Lock()
+		st = s.state.Load()
+		s.mu.Unlock()
+	}
+	return st
 }
 
 // CanBeCanceled reports whether the token can ever be canceled: false only
@@ -56,8 +62,11 @@ func (t Token) Err() error {
 		return nil
 	}
 	st := s.state.Load()
-	if st == stLive {
+	if st&phaseMask == stLive {
 		return nil
+	}
+	if st&phaseMask == stCanceling {
+		s.published(st)
 	}
 	if st&stDeadline != 0 {
 		return context.DeadlineExceeded
@@ -75,13 +84,11 @@ func (t Token) Cause() error {
 		return nil
 	}
 	st := s.state.Load()
-	if st == stLive {
+	if st&phaseMask == stLive {
 		return nil
 	}
-	if st&phaseMask == stCanceling {
-		s.waitPublished()
-	}
-	return s.cause
+	st = s.published(st)
+	return causeOf(st&stDeadline, s.cause)
 }
 
 var closedChan = func() chan struct{} {
@@ -107,7 +114,7 @@ func (t Token) Done() <-chan struct{} {
 		return *(*chan struct{})(unsafe.Pointer(&p))
 	}
 	c := closedChan
-	if s.state.Load() == stLive {
+	if s.live() {
 		c = make(chan struct{})
 	}
 	atomic.StorePointer(&s.done, *(*unsafe.Pointer)(unsafe.Pointer(&c)))
@@ -130,19 +137,26 @@ func (t Token) Deadline() (deadline time.Time, ok bool) {
 	if p := s.link.owner; p != nil {
 		earliest(Token{p}.Deadline())
 	}
+	s.mu.Lock()
+	var d time.Time
+	if ts := s.tm; ts != nil && ts.hasDL {
+		d = epoch.Add(time.Duration(ts.deadline))
+	}
+	var p2 *Source
+	var others []parentLink
 	if x := s.x.Load(); x != nil {
-		s.mu.Lock()
-		d := x.deadline
-		others := x.others
-		p2 := x.link2.owner
-		s.mu.Unlock()
-		earliest(d, !d.IsZero())
-		if p2 != nil {
-			earliest(Token{p2}.Deadline())
+		p2 = x.link2.owner
+		if m := x.more.Load(); m != nil {
+			others = m.others
 		}
-		for _, o := range others {
-			earliest(o.ctx.Deadline())
-		}
+	}
+	s.mu.Unlock()
+	earliest(d, !d.IsZero())
+	if p2 != nil {
+		earliest(Token{p2}.Deadline())
+	}
+	for _, o := range others {
+		earliest(o.ctx.Deadline())
 	}
 	return deadline, ok
 }
@@ -178,7 +192,7 @@ func (t Token) Value(key any) any {
 	if key == cancelCtxKey && key != nil {
 		return s.bridgeValue(key)
 	}
-	for s.flags&flagLinkValues != 0 {
+	for s.state.Load()&stLinkValues != 0 {
 		// Iterate rather than recurse along chains of Token parents.
 		s = s.link.owner
 	}
@@ -195,14 +209,14 @@ func (t Token) Value(key any) any {
 // AfterFunc instead.
 func (s *Source) bridgeValue(key any) any {
 	s.mu.Lock()
-	x := s.extra()
-	if x.bridge == nil {
-		x.bridge, x.bridgeCancel = context.WithCancelCause(context.Background())
-		if s.state.Load() != stLive {
-			x.bridgeCancel(s.cause)
+	m := s.more()
+	if m.bridge == nil {
+		m.bridge, m.bridgeCancel = context.WithCancelCause(context.Background())
+		if st := s.state.Load(); st&phaseMask != stLive {
+			m.bridgeCancel(causeOf(st&stDeadline, s.cause))
 		}
 	}
-	b := x.bridge
+	b := m.bridge
 	s.mu.Unlock()
 	return b.Value(key)
 }

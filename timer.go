@@ -1,0 +1,164 @@
+package cancellation
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// epoch anchors deadlines: they are kept as monotonic nanoseconds since
+// epoch, which costs one clock read (time.Since) instead of the two of
+// time.Now. Inside a testing/synctest bubble time.Since falls back to the
+// bubble's fake clock, which starts in 2000, so monoNow is negative there.
+var epoch = time.Now()
+
+func monoNow() int64 { return int64(time.Since(epoch)) }
+
+// A timerState is a Source's timer. Timers are recycled through timerPool:
+// most timeouts are canceled before they fire, and re-arming a stopped
+// runtime timer costs a fraction of making one.
+type timerState struct {
+	t        *time.Timer
+	src      atomic.Pointer[Source] // the Source it serves
+	deadline int64                  // armed deadline (monoNow time); under src.mu
+	timerAt  int64                  // when t fires
+	hasDL    bool                   // deadline is armed
+	running  bool                   // t is armed or firing
+	poolable bool                   // made outside a synctest bubble
+}
+
+var timerPool sync.Pool
+
+func (ts *timerState) fire() {
+	if s := ts.src.Load(); s != nil {
+		s.onTimer(ts)
+	}
+}
+
+// newTimerState returns a timer for s, armed to fire after d. Inside a
+// synctest bubble timers are neither taken from nor returned to the pool,
+// so fake and real timers never mix.
+func newTimerState(s *Source, now int64, d time.Duration) *timerState {
+	poolable := now >= 0
+	if poolable {
+		if ts, _ := timerPool.Get().(*timerState); ts != nil {
+			ts.src.Store(s)
+			ts.t.Reset(d)
+			return ts
+		}
+	}
+	ts := &timerState{poolable: poolable}
+	ts.src.Store(s)
+	ts.t = time.AfterFunc(d, ts.fire)
+	return ts
+}
+
+// disarm clears the deadline; src.mu must be held.
+func (ts *timerState) disarm() {
+	ts.hasDL = false
+	if ts.t.Stop() {
+		ts.running = false
+	}
+	// If Stop failed, onTimer is running or about to; it sees no deadline
+	// and clears running.
+}
+
+// releaseTimer stops the canceled s's timer and recycles it unless it is
+// firing (then s keeps it, so Deadline still reports it). s.mu must be held.
+func (s *Source) releaseTimer(ts *timerState) {
+	if ts.running && !ts.t.Stop() {
+		return
+	}
+	s.tm = nil
+	if ts.poolable {
+		ts.src.Store(nil)
+		ts.hasDL, ts.running = false, false
+		timerPool.Put(ts)
+	}
+}
+
+// CancelAfter arms s's timer to cancel it d from now, with Err and Cause
+// context.DeadlineExceeded; it replaces any armed deadline, later or earlier.
+// If d <= 0, CancelAfter cancels s synchronously, like [Source.CancelCause].
+// On a canceled Source it does nothing.
+//
+// Re-arming is cheap: it allocates nothing and touches the runtime timer only
+// when the deadline moves earlier (a later deadline is noticed when the timer
+// fires). CancelAfter blocks only when d <= 0 (see CancelCause).
+func (s *Source) CancelAfter(d time.Duration) {
+	if d <= 0 {
+		s.cancelTo(stDeadline, nil)
+		return
+	}
+	now := monoNow()
+	s.arm(now, now+int64(d))
+}
+
+// SetDeadline arms s's timer to cancel it at t, like [Source.CancelAfter]. A
+// t that is not in the future cancels s synchronously; the zero Time disarms
+// the timer.
+func (s *Source) SetDeadline(t time.Time) {
+	if t.IsZero() {
+		s.mu.Lock()
+		if ts := s.tm; ts != nil && s.live() {
+			ts.disarm()
+		}
+		s.mu.Unlock()
+		return
+	}
+	now, dl := monoNow(), int64(t.Sub(epoch))
+	if dl <= now {
+		s.cancelTo(stDeadline, nil)
+		return
+	}
+	s.arm(now, dl)
+}
+
+func (s *Source) arm(now, deadline int64) {
+	if !s.live() {
+		return
+	}
+	s.mu.Lock()
+	if !s.live() {
+		s.mu.Unlock()
+		return
+	}
+	ts := s.tm
+	switch {
+	case ts == nil:
+		ts = newTimerState(s, now, time.Duration(deadline-now))
+		s.tm = ts
+		ts.timerAt, ts.running = deadline, true
+	case !ts.running || deadline < ts.timerAt:
+		ts.t.Reset(time.Duration(deadline - now))
+		ts.timerAt, ts.running = deadline, true
+	}
+	// Otherwise the timer fires before the new deadline and onTimer re-arms
+	// it.
+	ts.deadline, ts.hasDL = deadline, true
+	s.mu.Unlock()
+}
+
+func (s *Source) onTimer(ts *timerState) {
+	s.mu.Lock()
+	if s.tm != ts || !s.live() || !ts.hasDL {
+		if s.tm == ts {
+			ts.running = false
+		}
+		s.mu.Unlock()
+		return
+	}
+	if now := monoNow(); now < ts.deadline {
+		ts.t.Reset(time.Duration(ts.deadline - now))
+		ts.timerAt = ts.deadline
+		s.mu.Unlock()
+		return
+	}
+	head, _ := s.cancelLocked(stDeadline, nil)
+	s.mu.Unlock()
+	s.releaseLinks()
+	if panics := runAll(s, head, nil); len(panics) > 0 {
+		// There is no caller to report to: this is the timer's goroutine.
+		panic(&PanicError{Recovered: panics})
+	}
+}
