@@ -8,6 +8,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"syscall"
@@ -23,13 +24,19 @@ func main() {
 	root := cancellation.New()
 	sig := make(chan os.Signal, 2)
 	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
-	go func() {
-		<-sig
-		root.CancelCause(errInterrupted) // every download stops; .part files are kept
-		<-sig
-		fmt.Fprintln(os.Stderr, "\nfetch: interrupted again: exiting now (.part files are kept)")
-		os.Exit(exitInterrupted)
-	}()
+	go watchSignals(sig, root, os.Stderr, os.Exit)
 	m := &Main{Name: os.Args[0], Stdout: os.Stdout, Stderr: os.Stderr, Terminal: term.IsTerminal(int(os.Stderr.Fd()))}
 	os.Exit(m.Run(root.Token(), os.Args[1:]))
+}
+
+// watchSignals cancels src with errInterrupted at the first signal (every
+// download stops and keeps its .part; Run then prints how to resume) and
+// calls exit(130) at the second, for when the first is not quick enough
+// (say, an fsync of a large file on a slow disk).
+func watchSignals(sig <-chan os.Signal, src *cancellation.Source, stderr io.Writer, exit func(int)) {
+	<-sig
+	src.CancelCause(errInterrupted)
+	<-sig
+	fmt.Fprintln(stderr, "\nfetch: interrupted again: exiting now (.part files are kept)")
+	exit(exitInterrupted)
 }
