@@ -1,0 +1,231 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"io"
+	"net"
+	"net/http"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func TestRunUsageErrors(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		args []string
+		code int
+		want string
+	}{
+		{"unknown flag", []string{"-nope"}, 2, "flag provided but not defined"},
+		{"log format", []string{"-log-format", "xml"}, 2, `invalid -log-format "xml"`},
+		{"negative grace", []string{"-shutdown-grace", "-1s"}, 2, "-shutdown-grace"},
+		{"negative max timeout", []string{"-max-request-timeout", "-1s"}, 2, "-max-request-timeout"},
+		{"bad duration", []string{"-shutdown-grace", "soon"}, 2, "invalid value"},
+		{"argument", []string{"extra"}, 2, `unexpected argument "extra"`},
+		{"help", []string{"-h"}, 0, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			var stdout, stderr bytes.Buffer
+			m := &Main{Stdout: &stdout, Stderr: &stderr}
+			err := m.Run(context.Background(), tt.args)
+			if err == nil {
+				t.Fatal("Run succeeded")
+			}
+			if code := exitCode(err); code != tt.code {
+				t.Errorf("exit code %d, want %d (err %v)", code, tt.code, err)
+			}
+			if !strings.Contains(err.Error()+stderr.String(), tt.want) {
+				t.Errorf("error %q, stderr %q; want %q", err, stderr.String(), tt.want)
+			}
+			if tt.code == 0 && (!errors.Is(err, flag.ErrHelp) || !strings.Contains(stdout.String(), "-shutdown-grace")) {
+				t.Errorf("-h: err %v, usage %q", err, stdout.String())
+			}
+		})
+	}
+}
+
+func TestRunListenError(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	m := &Main{}
+	err = m.Run(context.Background(), []string{"-addr", ln.Addr().String()})
+	if err == nil || !strings.Contains(err.Error(), "address already in use") {
+		t.Fatalf("Run on a busy address = %v, want a listen error", err)
+	}
+	if code := exitCode(err); code != 1 {
+		t.Errorf("exit code %d, want 1", code)
+	}
+}
+
+func TestRunTextLog(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pr, pw := io.Pipe()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- (&Main{Stderr: pw, Listener: ln}).Run(ctx, []string{"-shutdown-grace", "0"})
+		pw.Close()
+	}()
+	lines := make(chan string, 64)
+	go func() {
+		defer close(lines)
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+	}()
+	resp, err := h1Client(t).Get("http://" + ln.Addr().String() + "/longrunningtask?iterations=1&interval=0s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	cancel()
+	if err := recv(t, "Run", done); err != nil {
+		t.Errorf("Run: %v", err)
+	}
+	var all []string
+	for l := range lines {
+		all = append(all, l)
+	}
+	text := strings.Join(all, "\n")
+	for _, want := range []string{`level=INFO msg=listening addr=`, `msg="Iteration 1 of 1 completed." request_id=`, `msg=request method=GET path=/longrunningtask status=200`} {
+		if !strings.Contains(text, want) {
+			t.Errorf("text log lacks %q:\n%s", want, text)
+		}
+	}
+}
+
+// runBinary starts the built taskd with args and returns its JSON log, the
+// base URL it listens on, and the command (already started).
+func runBinary(t *testing.T, args ...string) (*exec.Cmd, *logSink, string) {
+	t.Helper()
+	logs := newLogSink()
+	cmd := exec.Command(taskdBinary(t), append([]string{"-addr", "127.0.0.1:0", "-log-format", "json"}, args...)...)
+	cmd.Stderr = logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			cmd.Process.Kill()
+			cmd.Wait()
+		}
+	})
+	r := logs.wait(t, "listening", func(r record) bool { return r.str("msg") == "listening" })
+	return cmd, logs, "http://" + r.str("addr")
+}
+
+// wait waits for the process to exit and returns its exit code.
+func waitExit(t *testing.T, cmd *exec.Cmd) int {
+	t.Helper()
+	c := make(chan error, 1)
+	go func() { c <- cmd.Wait() }()
+	err := recv(t, "process exit", c)
+	var ee *exec.ExitError
+	if err != nil && !errors.As(err, &ee) {
+		t.Fatal(err)
+	}
+	return cmd.ProcessState.ExitCode()
+}
+
+type result struct {
+	code int
+	body string
+	err  error
+}
+
+func getAsync(t *testing.T, url, id string) <-chan result {
+	t.Helper()
+	client := h1Client(t)
+	c := make(chan result, 1)
+	go func() {
+		req, _ := http.NewRequest("GET", url, nil)
+		req.Header.Set("X-Request-Id", id)
+		resp, err := client.Do(req)
+		if err != nil {
+			c <- result{err: err}
+			return
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		c <- result{resp.StatusCode, string(b), err}
+	}()
+	return c
+}
+
+func TestBinaryGracefulShutdown(t *testing.T) {
+	t.Parallel()
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
+		t.Run(sig.String(), func(t *testing.T) {
+			t.Parallel()
+			const grace = 200 * time.Millisecond
+			cmd, logs, url := runBinary(t, "-shutdown-grace", grace.String())
+			res := getAsync(t, url+"/longrunningtask?iterations=1000&interval=1h", "inflight")
+			logs.wait(t, "start", msgID("Long-running task started.", "inflight"))
+
+			sent := time.Now()
+			if err := cmd.Process.Signal(sig); err != nil {
+				t.Fatal(err)
+			}
+			logs.wait(t, "shutdown record", func(r record) bool { return r.str("msg") == "shutting down" })
+			logs.wait(t, "grace over", func(r record) bool { return r.str("msg") == "grace period over, canceling in-flight requests" })
+			// The listener was closed before the grace period began.
+			if c, err := net.Dial("tcp", strings.TrimPrefix(url, "http://")); err == nil {
+				c.Close()
+				t.Error("a connection was accepted during shutdown")
+			}
+
+			r := recv(t, "response", res)
+			if r.err != nil || r.code != 200 || r.body != "Long-running task cancelled successfully." {
+				t.Errorf("in-flight request got %+v, want 200 and the cancel message", r)
+			}
+			if elapsed := time.Since(sent); elapsed < grace {
+				t.Errorf("answered %v after the signal, within the grace period %v", elapsed, grace)
+			}
+			if code := waitExit(t, cmd); code != 0 {
+				t.Errorf("exit code %d, want 0; log:\n%s", code, logs.dump())
+			}
+			checkCancelled(t, logs, "inflight", "server shutting down", 0)
+			logs.wait(t, "shut down", func(r record) bool { return r.str("msg") == "shut down" })
+		})
+	}
+}
+
+func TestBinarySecondSignalExitsAtOnce(t *testing.T) {
+	t.Parallel()
+	cmd, logs, url := runBinary(t, "-shutdown-grace", "1h")
+	res := getAsync(t, url+"/longrunningtask?iterations=1000&interval=1h", "stuck")
+	logs.wait(t, "start", msgID("Long-running task started.", "stuck"))
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	logs.wait(t, "shutdown record", func(r record) bool { return r.str("msg") == "shutting down" })
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if code := waitExit(t, cmd); code != 128+int(syscall.SIGTERM) {
+		t.Errorf("exit code %d, want %d", code, 128+int(syscall.SIGTERM))
+	}
+	logs.wait(t, "exit message", func(r record) bool { return strings.Contains(r.str("msg"), "exiting at once") })
+	if r := recv(t, "response", res); r.err == nil {
+		t.Errorf("the in-flight request got %+v after the process exited", r)
+	}
+}
