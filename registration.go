@@ -170,17 +170,23 @@ func (r Registration) Stop() bool {
 	s := n.owner
 	s.mu.Lock()
 	n.ref = nil
+	x := s.x.Load()
 	if s.live() {
 		s.remove(n)
 		// Keep the node for the next Register, with a fresh id so that r
 		// can never act on it again.
-		if x := s.extra(); x.spare == nil {
+		if x == nil {
+			x = s.extra()
+		}
+		if x.spare == nil {
 			n.word.Store((r.id+1)<<idShift | nPending)
 			x.spare = n
 		}
 	}
-	if m := s.loadMore(); m != nil && m.waiters.Load() > 0 {
-		m.cond.Broadcast()
+	if x != nil {
+		if m := x.more.Load(); m != nil && m.waiters.Load() > 0 {
+			m.cond.Broadcast()
+		}
 	}
 	s.mu.Unlock()
 	return true

@@ -116,8 +116,18 @@ func (s *Source) loadMore() *more {
 // New panics if a parent is nil. It does not block.
 func New(parents ...context.Context) *Source {
 	s := &Source{}
-	if len(parents) == 0 {
+	switch len(parents) {
+	case 0:
 		return s
+	case 1:
+		// Fast path for the most common link: one Token parent.
+		if t, ok := parents[0].(Token); ok && t.s != nil {
+			s.state.init(stLinkValues)
+			s.link.owner, s.link.ref = t.s, unsafe.Pointer(s)
+			s.link.word.init(kindLink | nPending)
+			s.linkTo(t.s, &s.link)
+			return s
+		}
 	}
 	for _, p := range parents {
 		if p == nil {
@@ -338,17 +348,17 @@ func (s *Source) cancelLocked(errSt uint32, cause *error) (*node, bool) {
 		s.state.Store(flags | stCanceling | errSt)
 		close(*(*chan struct{})(unsafe.Pointer(&p)))
 	}
-	if m := s.loadMore(); m != nil && m.bridgeCancel != nil {
-		m.bridgeCancel(causeOf(errSt, cause))
+	if x := s.x.Load(); x != nil {
+		x.spare = nil
+		if m := x.more.Load(); m != nil && m.bridgeCancel != nil {
+			m.bridgeCancel(causeOf(errSt, cause))
+		}
 	}
 	if ts := s.tm; ts != nil {
 		s.releaseTimer(ts)
 	}
 	head := s.head
 	s.head = nil
-	if x := s.x.Load(); x != nil {
-		x.spare = nil
-	}
 	s.state.Store(flags | stCanceled | errSt)
 	return head, true
 }
@@ -357,6 +367,9 @@ func (s *Source) cancelLocked(errSt uint32, cause *error) (*node, bool) {
 // cancels the linked children; it returns the panics recovered, appended to
 // panics.
 func runAll(s *Source, head *node, panics []Recovered) []Recovered {
+	if head == nil {
+		return panics
+	}
 	errSt, cause := s.state.Load()&stDeadline, s.cause
 	for n := head; n != nil; {
 		next := n.next
