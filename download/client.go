@@ -204,6 +204,7 @@ type job struct {
 	hashed int64
 
 	written   int64 // bytes in f (all of them trusted)
+	flushed   int64 // bytes handed to the disk (see writeback)
 	committed bool  // the .part was renamed to path
 	fromDisk  bool  // written includes bytes from before this call
 	resumed   int64
@@ -388,6 +389,14 @@ func (j *job) attempt() (done bool, err error) {
 			// Canceled by its own timer, not by a parent: a stall.
 			return false, &StallError{Idle: idleTimeout}
 		}
+		// *url.Error repeats the method and URL, which *Error names.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		if errors.Is(err, io.ErrUnexpectedEOF) && j.total >= 0 {
+			err = fmt.Errorf("connection closed after %d of %d bytes: %w", j.written, j.total, err)
+		}
 		return false, err
 	}
 
@@ -496,6 +505,10 @@ func (j *job) attempt() (done bool, err error) {
 				j.hashed += int64(n)
 			}
 			j.written += int64(n)
+			if j.written-j.flushed >= writebackChunk {
+				writeback(j.f, j.flushed, j.written)
+				j.flushed = j.written
+			}
 			j.emit(Event{Kind: Received})
 		}
 		if rerr == io.EOF {
@@ -561,7 +574,7 @@ func (j *job) restart(err error) error {
 
 // reset empties the .part and forgets its validator.
 func (j *job) reset() error {
-	j.written, j.hashed, j.fromDisk, j.total = 0, 0, false, -1
+	j.written, j.flushed, j.hashed, j.fromDisk, j.total = 0, 0, 0, false, -1
 	j.meta = partMeta{}
 	if j.hasher != nil {
 		j.hasher.Reset()
@@ -597,7 +610,7 @@ func (j *job) open() error {
 	m, err := readMeta(j.metaPath())
 	size := fi.Size()
 	if err == nil && m.URL == j.r.URL && m.ifRange() != "" && size > 0 && (m.Size < 0 || size <= m.Size) {
-		j.meta, j.total, j.written, j.fromDisk = m, m.Size, size, true
+		j.meta, j.total, j.written, j.flushed, j.fromDisk = m, m.Size, size, size, true
 		if _, err := f.Seek(size, io.SeekStart); err != nil {
 			return &fileError{err}
 		}
