@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/go-cancellation/cancellation"
+	"github.com/go-cancellation/cancellation/internal/doccheck"
 )
 
 var errWhy = errors.New("why")
@@ -1104,4 +1105,10 @@ func TestRaceEverything(t *testing.T) {
 		s.Cancel()
 		p.Cancel()
 	}
+}
+
+// Rule 13 (in part): every exported identifier is documented.
+func TestExportedIdentifiersDocumented(t *testing.T) {
+	t.Parallel()
+	doccheck.Check(t, ".")
 }
