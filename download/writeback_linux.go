@@ -10,16 +10,10 @@ import (
 const writebackChunk = 8 << 20
 
 // writeback starts the disk write of [from, to) of f without waiting for
-// it (sync_file_range SYNC_FILE_RANGE_WRITE), and waits for the write
-// of the chunk before it, which bounds the dirty pages one download leaves
-// in the page cache. The final fsync then has little left to do, and disk
-// writes overlap the download instead of following it. Errors are ignored:
-// the fsync before the rename reports them.
+// it (sync_file_range with SYNC_FILE_RANGE_WRITE only), so that disk
+// writes overlap the download instead of all following it in the final
+// fsync. It never waits for the disk: a cancellation is not delayed by a
+// slow one. Errors are ignored: the fsync before the rename reports them.
 func writeback(f *os.File, from, to int64) {
-	fd := int(f.Fd())
-	if from >= writebackChunk {
-		unix.SyncFileRange(fd, from-writebackChunk, writebackChunk,
-			unix.SYNC_FILE_RANGE_WAIT_BEFORE|unix.SYNC_FILE_RANGE_WRITE|unix.SYNC_FILE_RANGE_WAIT_AFTER)
-	}
-	unix.SyncFileRange(fd, from, to-from, unix.SYNC_FILE_RANGE_WRITE)
+	unix.SyncFileRange(int(f.Fd()), from, to-from, unix.SYNC_FILE_RANGE_WRITE)
 }
