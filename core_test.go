@@ -599,13 +599,11 @@ func TestLinkedManyParents(t *testing.T) {
 	for i := range 5 {
 		t.Run(fmt.Sprint("cancel parent ", i), func(t *testing.T) {
 			t.Parallel()
-			var srcs []*cancellation.Source
 			var parents []context.Context
 			var cancels []context.CancelCauseFunc
 			for j := range 5 {
 				if j%2 == 0 {
 					s := cancellation.New()
-					srcs = append(srcs, s)
 					parents = append(parents, s.Token())
 					cancels = append(cancels, func(e error) { s.CancelCause(e) })
 				} else {
