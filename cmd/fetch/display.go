@@ -201,7 +201,7 @@ const barRefresh = 100 * time.Millisecond
 func newBars(m *Main) *bars {
 	b := &bars{
 		m:    m,
-		p:    mpb.New(mpb.WithOutput(m.Stderr), mpb.WithAutoRefresh(), mpb.WithRefreshRate(barRefresh), mpb.WithWidth(100)),
+		p:    mpb.New(mpb.WithOutput(m.Stderr), mpb.WithAutoRefresh(), mpb.PopCompletedMode(), mpb.WithRefreshRate(barRefresh), mpb.WithWidth(100)),
 		live: map[*file]*barState{},
 		stop: make(chan struct{}),
 		done: make(chan struct{}),

@@ -346,8 +346,12 @@ func (m *Main) summarize(ctx context.Context, cfg *config, files []*file, took t
 	if ctx.Err() != nil {
 		fmt.Fprintf(w, "%s: %s: %s\n", m.name(), causeText(ctx), summary)
 		if incomplete > 0 {
-			fmt.Fprintf(w, "%s: partial files are kept; to resume, run the same command again:\n  %s\n",
-				m.name(), shellJoin(append(append([]string{m.command()}, cfg.flags...), resume...)))
+			kept := ""
+			if anyKept(files) {
+				kept = "partial files are kept; "
+			}
+			fmt.Fprintf(w, "%s: %sto resume, run the same command again:\n  %s\n",
+				m.name(), kept, shellJoin(append(append([]string{m.command()}, cfg.flags...), resume...)))
 		}
 		return exitInterrupted
 	}
@@ -356,6 +360,16 @@ func (m *Main) summarize(ctx context.Context, cfg *config, files []*file, took t
 		return exitFailed
 	}
 	return exitOK
+}
+
+func anyKept(files []*file) bool {
+	for _, f := range files {
+		var de *download.Error
+		if errors.As(f.err, &de) && de.Kept > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 func causeText(ctx context.Context) string {
