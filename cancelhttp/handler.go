@@ -127,6 +127,7 @@ type request struct {
 	values context.Context // context.WithoutCancel(parent)
 	src    *cancellation.Source
 	id     string
+	idHdr  [1]string // the response header's value slice, without an allocation
 	// deadline is the earliest of the timeout header's deadline and the
 	// original request context's; zero if neither.
 	deadline time.Time
@@ -193,7 +194,8 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	rq := &request{parent: r.Context(), id: requestID(r.Header)}
 	rq.rw.ResponseWriter = w
-	w.Header()[RequestIDHeader] = []string{rq.id}
+	rq.idHdr[0] = rq.id
+	w.Header()[RequestIDHeader] = rq.idHdr[:]
 
 	de, err := inboundTimeout(r.Header, h.config.maxTimeout)
 	if err != nil {
