@@ -134,12 +134,13 @@ type Event struct {
 	Offset  int64  // Started: bytes kept from before
 	Written int64  // bytes in the .part so far
 	Total   int64  // expected size, -1 if unknown
-	Err     error  // Retrying: why the attempt failed
+	Err     error  // Retrying: why the attempt failed (the cause, not an *Error)
 	Wait    time.Duration
 }
 
-// Get downloads url to path with a zero [Client]: see [Client.Do].
-// It blocks until the download finished, failed or ctx is done.
+// Get downloads url to path with a zero [Client] (so [http.DefaultClient]
+// and the defaults): see [Client.Do]. It blocks until the download
+// finished, failed or ctx is done.
 func Get(ctx context.Context, url, path string) (*Result, error) {
 	var c Client
 	return c.Do(ctx, &Request{URL: url, Path: path})
@@ -153,8 +154,9 @@ func (c *Client) Get(ctx context.Context, url, path string) (*Result, error) {
 // Do downloads r.URL into the file r.Path (or a name chosen in r.Dir),
 // resuming a .part left by an earlier call. It blocks until the file is
 // complete, the download failed, or ctx is done; it returns within
-// milliseconds of ctx being done, with an error that matches ctx.Err()
-// and context.Cause(ctx) (errors.Is). Every error is an [*Error].
+// milliseconds of ctx being done (unless the final fsync has begun: it is
+// not interrupted), with an error that matches ctx.Err() and
+// context.Cause(ctx) (errors.Is). Every error is an [*Error].
 //
 // On success the final file has been fsynced and renamed into place and
 // its directory fsynced. On failure the final file is untouched; the

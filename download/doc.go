@@ -34,7 +34,8 @@
 //   - Memory is bounded: one buffer per download ([Client.BufferSize]),
 //     whatever the file size. Do starts no goroutine that outlives it.
 //   - A [Client] is safe for concurrent use by many goroutines; each Do
-//     blocks its caller. Downloads to the same file at once are refused
+//     blocks its caller. Errors, Results and Events are plain values that
+//     nothing changes once they are handed out: any goroutine may read them. Downloads to the same file at once are refused
 //     with [ErrLocked] (flock, on the platforms that have it).
 //
 // The test server in package downloadtest misbehaves on demand (throttle,
