@@ -651,3 +651,43 @@ func TestNoGrowth(t *testing.T) {
 		t.Errorf("allocated %d bytes to download %d", grew, big)
 	}
 }
+
+// TestResumeLastModified: without an ETag, Last-Modified is the validator.
+func TestResumeLastModified(t *testing.T) {
+	t.Parallel()
+	data := downloadtest.Pattern{Seed: 4}.Bytes(size)
+	h := downloadtest.New(bytes.NewReader(data), size, "")
+	srv := httptest.NewServer(h)
+	t.Cleanup(func() { h.Close(); srv.Close() })
+	f := &fixture{h: h, srv: srv, data: data, dir: t.TempDir()}
+	f.path = filepath.Join(f.dir, "file.bin")
+	h.Plan(downloadtest.Step{Cut: true, After: 100_000})
+	res, err := f.client().Get(t.Context(), f.url(), f.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.checkFinal(t, data)
+	if r := h.Requests()[1]; r.Range != "bytes=100000-" || r.IfRange != "Fri, 02 Jan 2026 03:04:05 GMT" || res.Resumed != 100_000 {
+		t.Errorf("resume request %+v, result %+v", r, res)
+	}
+}
+
+// TestWrongRange: a 206 for other bytes than asked is never appended.
+func TestWrongRange(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	f.h.Plan(downloadtest.Step{Cut: true, After: 200_000}, downloadtest.Step{ShiftRange: 1000})
+	var retries []error
+	res, err := f.client().Do(t.Context(), &download.Request{URL: f.url(), Path: f.path, Progress: func(e download.Event) {
+		if e.Kind == download.Retrying {
+			retries = append(retries, e.Err)
+		}
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.checkFinal(t, f.data)
+	if res.Resumed != 0 || len(retries) != 2 || !strings.Contains(retries[1].Error(), "asked for bytes from 200000, got 201000-") {
+		t.Errorf("result %+v, retries %v", res, retries)
+	}
+}

@@ -86,6 +86,7 @@ func TestUsage(t *testing.T) {
 		{"not http", []string{"ftp://a/1"}, "not an http or https URL"},
 		{"flag after URL", []string{"http://a/1", "-quiet"}, "flags go before the URLs"},
 		{"same name twice", []string{"http://a/x/f.zip", "http://b/y/f.zip"}, "would both be saved as f.zip"},
+		{"two index pages", []string{"http://a/", "http://b"}, "would both be saved as index.html"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

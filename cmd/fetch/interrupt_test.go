@@ -79,6 +79,7 @@ func TestInterrupt(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { cmd.Process.Kill() }) // if the test fails before Wait
 	waitForPart(t, final+".part", 512<<10)
 	sent := time.Now()
 	cmd.Process.Signal(os.Interrupt)
@@ -142,6 +143,7 @@ func TestSecondSignal(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { cmd.Process.Kill() })
 	waitForPart(t, filepath.Join(dir, "f.bin.part"), 64<<10)
 	sent := time.Now()
 	cmd.Process.Signal(syscall.SIGTERM)

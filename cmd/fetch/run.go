@@ -130,7 +130,10 @@ func (m *Main) parse(args []string) (*config, error) {
 		if cfg.output == "" {
 			// Two URLs named alike would overwrite each other.
 			name := path.Base(u.Path)
-			if other, ok := names[name]; ok && name != "/" && name != "." {
+			if strings.HasSuffix(u.Path, "/") || name == "." || name == "/" {
+				name = "index.html"
+			}
+			if other, ok := names[name]; ok {
 				return nil, fmt.Errorf("%s and %s would both be saved as %s: fetch them with -o in separate runs", other, raw, name)
 			}
 			names[name] = raw

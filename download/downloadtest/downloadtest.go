@@ -39,6 +39,11 @@ type Step struct {
 	// IgnoreRange answers with the whole file (200) even to a Range.
 	IgnoreRange bool
 
+	// ShiftRange, when not zero, answers a Range for bytes from N with the
+	// bytes from N+ShiftRange (and a Content-Range that says so): a server
+	// bug a client must not splice.
+	ShiftRange int64
+
 	// Rate, when positive, limits this response to that many bytes per
 	// second.
 	Rate int64
@@ -72,7 +77,8 @@ type Handler struct {
 }
 
 // New returns a handler serving size bytes of content with the given ETag
-// (a quoted string, for example `"v1"`).
+// (a quoted string, for example `"v1"`; "" sends no ETag, only
+// Last-Modified).
 func New(content io.ReaderAt, size int64, etag string) *Handler {
 	return &Handler{
 		content:      content,
@@ -177,7 +183,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	hdr.Set("Accept-Ranges", "bytes")
 	hdr.Set("Content-Type", "application/octet-stream")
 	if !noValidators {
-		hdr.Set("Etag", etag)
+		if etag != "" {
+			hdr.Set("Etag", etag)
+		}
 		hdr.Set("Last-Modified", lm.UTC().Format(http.TimeFormat))
 	}
 	if disposition != "" {
@@ -187,8 +195,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start, end, status := int64(0), size-1, http.StatusOK
 	if rg := r.Header.Get("Range"); rg != "" && !ignoreRange {
 		ir := r.Header.Get("If-Range")
-		if ir == "" || !noValidators && (ir == etag || ir == lm.UTC().Format(http.TimeFormat)) {
+		if ir == "" || !noValidators && (ir == etag && etag != "" || ir == lm.UTC().Format(http.TimeFormat)) {
 			s, e, ok := parseRange(rg, size)
+			if ok && step.ShiftRange != 0 {
+				s = min(max(s+step.ShiftRange, 0), e)
+			}
 			switch {
 			case !ok && s >= size:
 				hdr.Set("Content-Range", fmt.Sprintf("bytes */%d", size))
