@@ -101,7 +101,9 @@ func (s *Source) loadMore() *more {
 	return nil
 }
 
-// New returns a live Source linked to every parent: it is canceled as soon as
+// New returns a live Source. With no parents it is a root: only its own
+// Cancel, CancelCause or timer cancel it. Otherwise it is linked to every
+// parent: it is canceled as soon as
 // any parent is done, with that parent's Err and cause (context.Cause). If a
 // parent is already done, the Source starts canceled. Values come from the
 // first parent.
