@@ -1,6 +1,7 @@
 package httpbench_test
 
 import (
+	"net/http"
 	"testing"
 	"time"
 
@@ -27,29 +28,35 @@ func BenchmarkStopLatency(b *testing.B) {
 }
 
 // BenchmarkMiddlewareOverhead runs b.N alternating rounds of 100ms of load
-// against each variant and reports the median requests per second and the
-// ratio to the bare handler.
+// against each variant and reports the median requests per second, the CPU
+// time per request and the paired ratio to the bare handler.
 func BenchmarkMiddlewareOverhead(b *testing.B) {
-	variants := httpbench.Variants()
-	rps, cpu, err := httpbench.Load(variants, 8, b.N, 100*time.Millisecond)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.ReportMetric(0, "ns/op")
-	bare := httpbench.Median(rps[0])
-	for i, v := range variants {
-		b.ReportMetric(httpbench.Median(rps[i]), v.Name+"-req/s")
-		b.ReportMetric(httpbench.Median(cpu[i]), v.Name+"-cpu-us/req")
-		if i > 0 {
-			b.ReportMetric(httpbench.Median(rps[i])/bare, v.Name+"-ratio")
-		}
+	for _, w := range []struct {
+		name string
+		h    http.Handler
+	}{{"ok", httpbench.Hello}, {"json", httpbench.JSON}} {
+		b.Run("handler="+w.name, func(b *testing.B) {
+			variants := httpbench.Variants(w.h)
+			rps, cpu, err := httpbench.Load(variants, 8, b.N, 100*time.Millisecond)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.ReportMetric(0, "ns/op")
+			for i, v := range variants {
+				b.ReportMetric(httpbench.Median(rps[i]), v.Name+"-req/s")
+				b.ReportMetric(httpbench.Median(cpu[i]), v.Name+"-cpu-us/req")
+				if i > 0 {
+					b.ReportMetric(httpbench.PairedRatio(rps[i], rps[0]), v.Name+"-ratio")
+				}
+			}
+		})
 	}
 }
 
 // BenchmarkServeHTTP is the in-process cost of one request through each
 // variant, without a network.
 func BenchmarkServeHTTP(b *testing.B) {
-	for _, v := range httpbench.Variants() {
+	for _, v := range httpbench.Variants(httpbench.Hello) {
 		b.Run("handler="+v.Name, httpbench.ServeHTTPBenchmark(v.Handler))
 	}
 }

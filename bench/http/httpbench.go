@@ -14,6 +14,7 @@ package httpbench
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -181,10 +182,40 @@ func StopLatency(mode Mode, n, burst int) ([]time.Duration, error) {
 	return lat, nil
 }
 
-// hello is the handler of the overhead runs: the smallest useful answer,
-// so that the middleware's share is as large as it gets.
-var hello = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+// Hello is the worst case for the overhead runs: the smallest useful
+// answer, so that the middleware's share is as large as it gets.
+var Hello http.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 	io.WriteString(w, "ok")
+})
+
+// JSON is a small API answer: a struct of a dozen fields encoded with
+// encoding/json (about 400 bytes).
+var JSON http.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	type item struct {
+		ID    int      `json:"id"`
+		Name  string   `json:"name"`
+		Tags  []string `json:"tags"`
+		Price float64  `json:"price"`
+	}
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(struct {
+		Path    string    `json:"path"`
+		Query   string    `json:"query"`
+		Time    time.Time `json:"time"`
+		Items   []item    `json:"items"`
+		Total   float64   `json:"total"`
+		Page    int       `json:"page"`
+		PerPage int       `json:"per_page"`
+	}{
+		Path: r.URL.Path, Query: r.URL.RawQuery, Time: time.Now(),
+		Items: []item{
+			{1, "alpha", []string{"a", "b"}, 1.5},
+			{2, "beta", []string{"c"}, 22.25},
+			{3, "gamma", nil, 333},
+			{4, "delta", []string{"d", "e", "f"}, 0.125},
+		},
+		Total: 357, Page: 1, PerPage: 4,
+	})
 })
 
 // Variant is a way to serve hello.
@@ -193,15 +224,68 @@ type Variant struct {
 	Handler http.Handler
 }
 
-// Variants returns hello served bare, through the middleware with an access
-// log formatted by slog's TextHandler (written to io.Discard), and through
-// the middleware with the access log disabled.
-func Variants() []Variant {
+// Variants returns h served bare; through the middleware with the
+// access log disabled; through the middleware with its access log formatted
+// by slog's TextHandler (written to io.Discard); and, for reference, bare
+// behind a minimal access-log wrapper that logs the same attributes the same
+// way, without any cancellation, to show what the logging alone costs.
+func Variants(h http.Handler) []Variant {
+	text := func() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 	return []Variant{
-		{"bare", hello},
-		{"middleware+accesslog", cancelhttp.Handler(hello, cancelhttp.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))},
-		{"middleware", cancelhttp.Handler(hello, cancelhttp.WithLogger(slog.New(slog.DiscardHandler)))},
+		{"bare", h},
+		{"middleware", cancelhttp.Handler(h, cancelhttp.WithLogger(slog.New(slog.DiscardHandler)))},
+		{"middleware+accesslog", cancelhttp.Handler(h, cancelhttp.WithLogger(text()))},
+		{"bare+accesslog", plainAccessLog(h, text())},
 	}
+}
+
+// plainAccessLog logs what cancelhttp's access log does, with none of its
+// cancellation work.
+func plainAccessLog(next http.Handler, log *slog.Logger) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		sw := &statusWriter{ResponseWriter: w}
+		next.ServeHTTP(sw, r)
+		if sw.status == 0 {
+			sw.status = http.StatusOK
+		}
+		log.LogAttrs(r.Context(), slog.LevelInfo, "request",
+			slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.Int("status", sw.status),
+			slog.Int64("bytes", sw.bytes), slog.Duration("duration", time.Since(start)), slog.String("request_id", "0123456789abcdef"))
+	})
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+	bytes  int64
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(p []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	n, err := w.ResponseWriter.Write(p)
+	w.bytes += int64(n)
+	return n, err
+}
+
+// PairedRatio returns the median over rounds of xs[r]/base[r]: rounds of
+// two variants run back to back, so their ratio cancels the drift of the
+// machine's load that the ratio of medians would keep.
+func PairedRatio(xs, base []float64) float64 {
+	r := make([]float64, min(len(xs), len(base)))
+	for i := range r {
+		r[i] = xs[i] / base[i]
+	}
+	return Median(r)
 }
 
 // Load runs conns keep-alive HTTP/1.1 clients against each variant for d

@@ -47,9 +47,9 @@ func notifyContext(stderr io.Writer) context.Context {
 	src := cancellation.New()
 	go func() {
 		sig := <-sigc
-		src.CancelCause(fmt.Errorf("received %v", sig))
+		src.CancelCause(fmt.Errorf("received %s", signalName(sig)))
 		sig = <-sigc
-		fmt.Fprintf(stderr, "taskd: received %v again, exiting at once\n", sig)
+		fmt.Fprintf(stderr, "taskd: received %s again, exiting at once\n", signalName(sig))
 		code := 1
 		if s, ok := sig.(syscall.Signal); ok {
 			code = 128 + int(s)
@@ -57,6 +57,16 @@ func notifyContext(stderr io.Writer) context.Context {
 		os.Exit(code)
 	}()
 	return src.Token()
+}
+
+func signalName(sig os.Signal) string {
+	switch sig {
+	case syscall.SIGINT:
+		return "SIGINT"
+	case syscall.SIGTERM:
+		return "SIGTERM"
+	}
+	return sig.String()
 }
 
 // usageError is an error in the command line: exit status 2.

@@ -185,7 +185,10 @@ func TestBinaryGracefulShutdown(t *testing.T) {
 			if err := cmd.Process.Signal(sig); err != nil {
 				t.Fatal(err)
 			}
-			logs.wait(t, "shutdown record", func(r record) bool { return r.str("msg") == "shutting down" })
+			sd := logs.wait(t, "shutdown record", func(r record) bool { return r.str("msg") == "shutting down" })
+			if want := "received " + signalName(sig); sd.str("cause") != want {
+				t.Errorf("shutdown record %v, want cause %q", sd, want)
+			}
 			logs.wait(t, "grace over", func(r record) bool { return r.str("msg") == "grace period over, canceling in-flight requests" })
 			// The listener was closed before the grace period began.
 			if c, err := net.Dial("tcp", strings.TrimPrefix(url, "http://")); err == nil {

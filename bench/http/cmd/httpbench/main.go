@@ -7,6 +7,7 @@ package main
 import (
 	"flag"
 	"fmt"
+	"net/http"
 	"os"
 	"runtime"
 	"testing"
@@ -18,8 +19,8 @@ import (
 func main() {
 	n := flag.Int("disconnects", 300, "abandoned requests per stop-latency mode")
 	burst := flag.Int("burst", 100, "requests abandoned at once in the burst mode")
-	rounds := flag.Int("rounds", 9, "load rounds per variant")
-	round := flag.Duration("round", time.Second, "length of one load round")
+	rounds := flag.Int("rounds", 31, "load rounds per variant")
+	round := flag.Duration("round", 300*time.Millisecond, "length of one load round")
 	conns := flag.Int("conns", 8, "concurrent keep-alive connections of the load generator")
 	flag.Parse()
 	if err := run(*n, *burst, *rounds, *round, *conns); err != nil {
@@ -53,29 +54,40 @@ func run(n, burst, rounds int, round time.Duration, conns int) error {
 			verdict(p99 <= 5*time.Millisecond))
 	}
 
-	fmt.Printf("\nMiddleware overhead: requests/s, %d rounds x %v per variant (alternating), %d keep-alive connections, handler writes \"ok\"\n",
-		rounds, round, conns)
-	variants := httpbench.Variants()
-	rps, cpu, err := httpbench.Load(variants, conns, rounds, round)
-	if err != nil {
-		return err
-	}
-	bare, bareCPU := httpbench.Median(rps[0]), httpbench.Median(cpu[0])
-	fmt.Printf("%-22s %12s %10s %10s  %-24s %14s %s\n", "variant", "median req/s", "min", "max", "ratio (target >= 0.95)", "CPU us/req", "CPU ratio")
-	for i, v := range variants {
-		med, c := httpbench.Median(rps[i]), httpbench.Median(cpu[i])
-		ratio, cratio := "-", "-"
-		if i > 0 {
-			ratio = fmt.Sprintf("%.3f %s", med/bare, verdict(med/bare >= 0.95))
-			cratio = fmt.Sprintf("%.3f", c/bareCPU)
+	for _, w := range []struct {
+		name, desc string
+		h          http.Handler
+	}{
+		{"ok", `writes "ok" (worst case)`, httpbench.Hello},
+		{"json", "encodes a ~400-byte JSON document", httpbench.JSON},
+	} {
+		fmt.Printf("\nMiddleware overhead, handler %s: requests/s, %d rounds x %v per variant (alternating), %d keep-alive connections, load generator in-process\n",
+			w.desc, rounds, round, conns)
+		variants := httpbench.Variants(w.h)
+		rps, cpu, err := httpbench.Load(variants, conns, rounds, round)
+		if err != nil {
+			return err
 		}
-		lo, hi := minmax(rps[i])
-		fmt.Printf("%-22s %12.0f %10.0f %10.0f  %-24s %14.2f %s\n", v.Name, med, lo, hi, ratio, c, cratio)
+		fmt.Printf("%-22s %12s %9s %9s  %-15s %-16s %10s %9s\n", "variant", "median req/s", "min", "max",
+			"paired ratio", "ratio of medians", "CPU us/req", "CPU ratio")
+		for i, v := range variants {
+			med, c := httpbench.Median(rps[i]), httpbench.Median(cpu[i])
+			paired, ofMedians, cratio := "-", "-", "-"
+			if i > 0 {
+				pr := httpbench.PairedRatio(rps[i], rps[0])
+				paired = fmt.Sprintf("%.3f %s", pr, verdict(pr >= 0.95))
+				ofMedians = fmt.Sprintf("%.3f", med/httpbench.Median(rps[0]))
+				cratio = fmt.Sprintf("%.3f", c/httpbench.Median(cpu[0]))
+			}
+			lo, hi := minmax(rps[i])
+			fmt.Printf("%-22s %12.0f %9.0f %9.0f  %-15s %-16s %10.2f %9s\n", v.Name, med, lo, hi, paired, ofMedians, c, cratio)
+		}
 	}
+	fmt.Println("paired ratio: median over rounds of variant/bare in the same round (target >= 0.95 for the middleware rows)")
 
 	fmt.Printf("\nIn-process cost of one ServeHTTP (no network): testing.Benchmark\n")
 	fmt.Printf("%-22s %10s %8s %10s\n", "variant", "ns/op", "B/op", "allocs/op")
-	for _, v := range variants {
+	for _, v := range httpbench.Variants(httpbench.Hello) {
 		r := testing.Benchmark(httpbench.ServeHTTPBenchmark(v.Handler))
 		fmt.Printf("%-22s %10d %8d %10d\n", v.Name, r.NsPerOp(), r.AllocedBytesPerOp(), r.AllocsPerOp())
 	}
