@@ -426,8 +426,6 @@ func TestHandlerHTTP2StreamReset(t *testing.T) {
 
 	// Only the stream was reset: the next request uses the same
 	// connection.
-	ok := http.HandlerFunc(func(http.ResponseWriter, *http.Request) {})
-	_ = ok
 	ctx2, cancel2 := context.WithTimeout(context.Background(), timeLeft(t))
 	defer cancel2()
 	req2, _ := http.NewRequestWithContext(ctx2, "GET", srv.URL+"/slow", nil)
@@ -551,6 +549,74 @@ func TestHandlerCustomBaseContextCause(t *testing.T) {
 	}
 	if err := recv(t, "client", errc); err != nil {
 		t.Errorf("client: %v", err)
+	}
+}
+
+func TestHandlerReturnRacesDisconnect(t *testing.T) {
+	t.Parallel()
+	// The client goes away just as the handler returns, over and over: the
+	// record is consistent either way, and the token ends canceled.
+	logs := newLogSink()
+	var completed, disconnected int
+	defer func() { t.Logf("%d completed, %d disconnected", completed, disconnected) }()
+	for i := range 300 {
+		ctx, cancel := context.WithCancel(context.Background())
+		ready := make(chan struct{})
+		var tok cancellation.Token
+		h := cancelhttp.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			tok, _ = cancelhttp.RequestToken(r.Context())
+			close(ready)
+		}), cancelhttp.WithLogger(logs.logger()))
+		go func() {
+			<-ready
+			cancel()
+		}()
+		req := httptest.NewRequest("GET", "/", nil).WithContext(ctx)
+		req.Header.Set("X-Request-Id", fmt.Sprintf("race-%d", i))
+		h.ServeHTTP(httptest.NewRecorder(), req)
+		if !tok.IsCanceled() {
+			t.Fatal("token live after the handler returned")
+		}
+		r := logs.wait(t, "access log", accessLog(fmt.Sprintf("race-%d", i)))
+		_, hasLatency := r["stop_latency"]
+		switch {
+		case r.str("cause") == "" && r.num("status") == 200 && !hasLatency:
+			completed++
+		case r.str("cause") == "client disconnected" && r.num("status") == 499 && r.num("stop_latency") >= 0 && hasLatency:
+			disconnected++
+		default:
+			t.Fatalf("inconsistent access log %v", r)
+		}
+		cancel()
+	}
+}
+
+func TestHandlerHijack(t *testing.T) {
+	t.Parallel()
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, brw, err := w.(http.Hijacker).Hijack()
+		if err != nil {
+			t.Errorf("Hijack through the middleware: %v", err)
+			return
+		}
+		defer c.Close()
+		brw.WriteString("HTTP/1.1 200 OK\r\nContent-Length: 8\r\nConnection: close\r\n\r\nhijacked")
+		brw.Flush()
+	})
+	srv := startServer(t, h, serverConfig{})
+	req, _ := http.NewRequest("GET", srv.URL+"/hijack", nil)
+	req.Header.Set("X-Request-Id", "hijack")
+	resp, err := h1Client(t).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(body) != "hijacked" {
+		t.Errorf("body %q", body)
+	}
+	if r := srv.Logs.wait(t, "access log", accessLog("hijack")); r["hijacked"] != true {
+		t.Errorf("access log %v, want hijacked=true", r)
 	}
 }
 

@@ -257,7 +257,9 @@ func TestTaskManyClientsDisconnect(t *testing.T) {
 	for _, c := range conns {
 		c.Close()
 	}
-	isAccess := func(r record) bool { return r.str("msg") == "request" && strings.HasPrefix(r.str("request_id"), "many-") }
+	isAccess := func(r record) bool {
+		return r.str("msg") == "request" && strings.HasPrefix(r.str("request_id"), "many-")
+	}
 	for _, a := range d.Logs.waitN(t, "all access logs", n, isAccess) {
 		if a.num("status") != cancelhttp.StatusClientClosedRequest || a.str("cause") != "client disconnected" {
 			t.Errorf("access log %v; want 499, client disconnected", a)
