@@ -1,6 +1,9 @@
 package cancellation
 
-import "sync/atomic"
+import (
+	"sync/atomic"
+	"unsafe"
+)
 
 // atomicU32 and atomicU64 are sync/atomic words that can also be initialized
 // with a plain store (init) while the object holding them is not yet visible
@@ -20,3 +23,11 @@ func (a *atomicU64) CompareAndSwap(old, new uint64) bool {
 	return atomic.CompareAndSwapUint64(&a.v, old, new)
 }
 func (a *atomicU64) init(v uint64) { a.v = v }
+
+// atomicPtr is a sync/atomic pointer that can also be initialized with a
+// plain store while its holder is not yet visible to other goroutines.
+type atomicPtr[T any] struct{ p unsafe.Pointer }
+
+func (a *atomicPtr[T]) Load() *T   { return (*T)(atomic.LoadPointer(&a.p)) }
+func (a *atomicPtr[T]) Store(v *T) { atomic.StorePointer(&a.p, unsafe.Pointer(v)) }
+func (a *atomicPtr[T]) init(v *T)  { a.p = unsafe.Pointer(v) }

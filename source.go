@@ -40,7 +40,7 @@ type Source struct {
 	head  *node          // registrations and child links, newest first; under mu
 	cause *error         // nil: the default cause for the Err; written once
 	link  node           // link to the first cancelable Token parent
-	x     atomic.Pointer[extra]
+	x     atomicPtr[extra]
 	tm    *timerState // under mu
 }
 
@@ -49,7 +49,7 @@ type extra struct {
 	link2  node            // link to the second cancelable Token parent
 	values context.Context // first parent, when it is not s.link.owner
 	spare  *node           // a recycled registration node, under mu
-	more   atomic.Pointer[more]
+	more   atomicPtr[more]
 }
 
 // more holds the rarely used parts.
@@ -70,6 +70,22 @@ type parentLink struct {
 }
 
 func (s *Source) live() bool { return s.state.Load()&phaseMask == stLive }
+
+// withExtra is a Source allocated together with its extra, for New calls
+// that need both: one allocation instead of two.
+type withExtra struct {
+	s Source
+	x extra
+}
+
+func newSource(withX bool) *Source {
+	if !withX {
+		return &Source{}
+	}
+	w := &withExtra{}
+	w.s.x.init(&w.x)
+	return &w.s
+}
 
 // extra returns s.x, allocating it if needed. It is called with s.mu held, or
 // by New before s is published.
@@ -117,13 +133,13 @@ func (s *Source) loadMore() *more {
 //
 // New panics if a parent is nil. It does not block.
 func New(parents ...context.Context) *Source {
-	s := &Source{}
 	switch len(parents) {
 	case 0:
-		return s
+		return &Source{}
 	case 1:
 		// Fast path for the most common link: one Token parent.
 		if t, ok := parents[0].(Token); ok && t.s != nil {
+			s := &Source{}
 			s.state.init(stLinkValues)
 			s.link.owner, s.link.ref = t.s, unsafe.Pointer(s)
 			s.link.word.init(kindLink | nPending)
@@ -131,11 +147,22 @@ func New(parents ...context.Context) *Source {
 			return s
 		}
 	}
-	for _, p := range parents {
-		if p == nil {
+	tokens, valuesElsewhere := 0, false
+	for i, p := range parents {
+		switch p := p.(type) {
+		case nil:
 			panic("cancellation: nil parent")
+		case Token:
+			if p.s != nil {
+				tokens++
+			}
+		default:
+			if i == 0 && p != context.Background() && p != context.TODO() {
+				valuesElsewhere = true
+			}
 		}
 	}
+	s := newSource(tokens >= 2 || valuesElsewhere)
 	switch first := parents[0].(type) {
 	case Token:
 		if first.s != nil {
