@@ -77,7 +77,9 @@ func WithMaxTimeout(d time.Duration) Option {
 //   - logs one access-log record: method, path, status (499 when the client
 //     went away), bytes, duration and request_id, plus on cancellation the
 //     cause and stop_latency, the time from cancellation to next's return.
-//     A 5xx or a panic is logged at level Error, the rest at Info.
+//     A 5xx or a panic is logged at level Error, the rest at Info (a
+//     handler that aborts with http.ErrAbortHandler is logged with
+//     aborted=true).
 //
 // The http.ResponseWriter given to next records the status and size; it
 // implements http.Flusher and http.Hijacker by delegation and has an Unwrap
@@ -233,6 +235,10 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		end := time.Now()
 		stopLink()
 		o := outcome{panicked: v}
+		if v == http.ErrAbortHandler {
+			// A deliberate abort, not a failure.
+			o.panicked, o.aborted = nil, true
+		}
 		if tok.IsCanceled() {
 			// Canceled before next returned, not by the race between a
 			// late cancellation and the return.
@@ -262,6 +268,7 @@ type outcome struct {
 	cause       error // why the token was canceled before next returned
 	stopLatency time.Duration
 	panicked    any
+	aborted     bool // next panicked with http.ErrAbortHandler
 }
 
 func (h *handler) log(r *http.Request, rq *request, d time.Duration, o outcome) {
@@ -286,7 +293,7 @@ func (h *handler) log(r *http.Request, rq *request, d time.Duration, o outcome) 
 	if !h.config.logger.Enabled(ctx, level) {
 		return
 	}
-	var attrs [11]slog.Attr
+	var attrs [12]slog.Attr
 	attrs[0] = slog.String("method", r.Method)
 	attrs[1] = slog.String("path", r.URL.Path)
 	attrs[2] = slog.Int("status", status)
@@ -305,6 +312,10 @@ func (h *handler) log(r *http.Request, rq *request, d time.Duration, o outcome) 
 	}
 	if o.panicked != nil {
 		attrs[n] = slog.String("panic", fmt.Sprint(o.panicked))
+		n++
+	}
+	if o.aborted {
+		attrs[n] = slog.Bool("aborted", true)
 		n++
 	}
 	if rq.rw.hijacked {

@@ -522,6 +522,27 @@ func TestHandlerPanic(t *testing.T) {
 	}
 }
 
+func TestHandlerAbort(t *testing.T) {
+	t.Parallel()
+	logs := newLogSink()
+	h := cancelhttp.Handler(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { panic(http.ErrAbortHandler) }),
+		cancelhttp.WithLogger(logs.logger()))
+	req := httptest.NewRequest("GET", "/", nil)
+	req.Header.Set("X-Request-Id", "abort")
+	func() {
+		defer func() {
+			if v := recover(); v != http.ErrAbortHandler {
+				t.Errorf("recovered %v, want http.ErrAbortHandler re-panicked", v)
+			}
+		}()
+		h.ServeHTTP(httptest.NewRecorder(), req)
+	}()
+	r := logs.wait(t, "access log", accessLog("abort"))
+	if r["aborted"] != true || r.str("level") != "INFO" || r["panic"] != nil {
+		t.Errorf("access log %v, want aborted=true at INFO without panic", r)
+	}
+}
+
 func TestHandlerCustomBaseContextCause(t *testing.T) {
 	t.Parallel()
 	// A server whose base context is canceled with a cause of its own: the
