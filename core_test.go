@@ -750,6 +750,54 @@ func TestCancelAfterNonPositiveIsSynchronous(t *testing.T) {
 	}
 }
 
+func TestCancelAfterCause(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		s := cancellation.New()
+		s.CancelAfterCause(time.Second, errWhy)
+		<-s.Token().Done()
+		if s.Token().Err() != context.DeadlineExceeded || s.Token().Cause() != errWhy || context.Cause(s.Token()) != errWhy {
+			t.Errorf("Err, Cause = %v, %v", s.Token().Err(), s.Token().Cause())
+		}
+		// Re-arming replaces the cause.
+		s2 := cancellation.New()
+		s2.SetDeadlineCause(time.Now().Add(time.Second), errWhy)
+		s2.CancelAfter(2 * time.Second)
+		<-s2.Token().Done()
+		if s2.Token().Cause() != context.DeadlineExceeded {
+			t.Errorf("re-armed without a cause: Cause = %v", s2.Token().Cause())
+		}
+		// Non-positive: synchronous, with the cause.
+		s3 := cancellation.New()
+		s3.CancelAfterCause(0, errWhy)
+		if s3.Token().Err() != context.DeadlineExceeded || s3.Token().Cause() != errWhy {
+			t.Errorf("CancelAfterCause(0): Err, Cause = %v, %v", s3.Token().Err(), s3.Token().Cause())
+		}
+		// A child of a timed-out parent gets both.
+		p := cancellation.New()
+		c := cancellation.New(p.Token())
+		p.SetDeadlineCause(time.Now().Add(time.Millisecond), errWhy)
+		<-c.Token().Done()
+		if c.Token().Err() != context.DeadlineExceeded || c.Token().Cause() != errWhy {
+			t.Errorf("child: Err, Cause = %v, %v", c.Token().Err(), c.Token().Cause())
+		}
+	})
+}
+
+func TestDeadlineOfAlreadyDoneParent(t *testing.T) {
+	t.Parallel()
+	dl := time.Now().Add(-time.Second)
+	ctx, cancel := context.WithDeadline(context.Background(), dl)
+	defer cancel()
+	s := cancellation.New(ctx)
+	if !s.Token().IsCanceled() || s.Token().Err() != context.DeadlineExceeded {
+		t.Fatalf("Err = %v", s.Token().Err())
+	}
+	if d, ok := s.Token().Deadline(); !ok || !d.Equal(dl) {
+		t.Errorf("Deadline = %v, %v; want the done parent's %v", d, ok, dl)
+	}
+}
+
 func TestSetDeadlineZeroDisarms(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {

@@ -222,6 +222,11 @@ func New(parents ...context.Context) *Source {
 		select {
 		case <-done:
 			s.cancelFinish(s.cancelFromParent(errState(p.Err()), context.Cause(p)))
+			// Kept (not linked) so that Deadline still reports its deadline.
+			s.mu.Lock()
+			m := s.more()
+			m.others = append(m.others, parentLink{ctx: p})
+			s.mu.Unlock()
 			continue
 		default:
 		}
@@ -448,9 +453,10 @@ func (s *Source) releaseLinks() {
 	others := m.others
 	s.mu.Unlock()
 	for _, o := range others {
-		if o.stop != nil {
+		switch {
+		case o.stop != nil:
 			o.stop()
-		} else {
+		case o.n != nil:
 			o.n.unlink()
 		}
 	}

@@ -22,6 +22,7 @@ type timerState struct {
 	src      atomic.Pointer[Source] // the Source it serves
 	deadline int64                  // armed deadline (monoNow time); under src.mu
 	timerAt  int64                  // when t fires
+	cause    *error                 // the cause when the deadline fires (nil: DeadlineExceeded)
 	hasDL    bool                   // deadline is armed
 	running  bool                   // t is armed or firing
 	poolable bool                   // made outside a synctest bubble
@@ -72,7 +73,7 @@ func (s *Source) releaseTimer(ts *timerState) {
 	s.tm = nil
 	if ts.poolable {
 		ts.src.Store(nil)
-		ts.hasDL, ts.running = false, false
+		ts.hasDL, ts.running, ts.cause = false, false, nil
 		timerPool.Put(ts)
 	}
 }
@@ -85,19 +86,31 @@ func (s *Source) releaseTimer(ts *timerState) {
 // Re-arming is cheap: it allocates nothing and touches the runtime timer only
 // when the deadline moves earlier (a later deadline is noticed when the timer
 // fires). CancelAfter blocks only when d <= 0 (see CancelCause).
-func (s *Source) CancelAfter(d time.Duration) {
+func (s *Source) CancelAfter(d time.Duration) { s.CancelAfterCause(d, nil) }
+
+// CancelAfterCause is [Source.CancelAfter] with a cause: when the timer
+// fires, Err is context.DeadlineExceeded and Cause is cause (as with
+// context.WithTimeoutCause); a nil cause means context.DeadlineExceeded.
+// Re-arming replaces both the deadline and the cause. It allocates only when
+// cause is not nil.
+func (s *Source) CancelAfterCause(d time.Duration, cause error) {
+	c := boxCause(stDeadline, cause)
 	if d <= 0 {
-		s.cancelTo(stDeadline, nil)
+		s.cancelTo(stDeadline, c)
 		return
 	}
 	now := monoNow()
-	s.arm(now, now+int64(d))
+	s.arm(now, now+int64(d), c)
 }
 
 // SetDeadline arms s's timer to cancel it at t, like [Source.CancelAfter]. A
 // t that is not in the future cancels s synchronously; the zero Time disarms
 // the timer.
-func (s *Source) SetDeadline(t time.Time) {
+func (s *Source) SetDeadline(t time.Time) { s.SetDeadlineCause(t, nil) }
+
+// SetDeadlineCause is [Source.SetDeadline] with a cause, like
+// [Source.CancelAfterCause].
+func (s *Source) SetDeadlineCause(t time.Time, cause error) {
 	if t.IsZero() {
 		s.mu.Lock()
 		if ts := s.tm; ts != nil && s.live() {
@@ -106,15 +119,16 @@ func (s *Source) SetDeadline(t time.Time) {
 		s.mu.Unlock()
 		return
 	}
+	c := boxCause(stDeadline, cause)
 	now, dl := monoNow(), int64(t.Sub(epoch))
 	if dl <= now {
-		s.cancelTo(stDeadline, nil)
+		s.cancelTo(stDeadline, c)
 		return
 	}
-	s.arm(now, dl)
+	s.arm(now, dl, c)
 }
 
-func (s *Source) arm(now, deadline int64) {
+func (s *Source) arm(now, deadline int64, cause *error) {
 	if !s.live() {
 		return
 	}
@@ -135,7 +149,7 @@ func (s *Source) arm(now, deadline int64) {
 	}
 	// Otherwise the timer fires before the new deadline and onTimer re-arms
 	// it.
-	ts.deadline, ts.hasDL = deadline, true
+	ts.deadline, ts.hasDL, ts.cause = deadline, true, cause
 	s.mu.Unlock()
 }
 
@@ -154,7 +168,7 @@ func (s *Source) onTimer(ts *timerState) {
 		s.mu.Unlock()
 		return
 	}
-	head, _ := s.cancelLocked(stDeadline, nil)
+	head, _ := s.cancelLocked(stDeadline, ts.cause)
 	s.mu.Unlock()
 	s.releaseLinks()
 	if panics := runAll(s, head, nil); len(panics) > 0 {
