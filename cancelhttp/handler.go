@@ -207,16 +207,11 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 
 	rq.values = context.WithoutCancel(rq.parent)
-	var stopDeadline context.CancelFunc
+	rq.src = cancellation.New(rq)
 	if de != nil {
-		// A context parent rather than the Source's own timer, so that
-		// the cause names the header.
+		// The Source's own timer, with a cause that names the header.
 		rq.deadline = start.Add(de.Timeout)
-		var dctx context.Context
-		dctx, stopDeadline = context.WithDeadlineCause(context.Background(), rq.deadline, de)
-		rq.src = cancellation.New(rq, dctx)
-	} else {
-		rq.src = cancellation.New(rq)
+		rq.src.SetDeadlineCause(rq.deadline, de)
 	}
 	if dl, ok := rq.parent.Deadline(); ok {
 		// Rare: an outer layer set a deadline. parentDone maps
@@ -248,12 +243,9 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		// Release: the request is over. Canceling drops the links to the
-		// parents; stopDeadline frees the timer.
+		// parents and frees the timer.
 		rq.canceledAt.CompareAndSwap(0, monotonic(end))
 		rq.src.Cancel()
-		if stopDeadline != nil {
-			stopDeadline()
-		}
 		h.log(r, rq, end.Sub(start), o)
 		if v != nil {
 			panic(v)
