@@ -1051,6 +1051,7 @@ func TestAllocs(t *testing.T) {
 		{"Err", 0, func() { _ = tok.Err() }},
 		{"Register+Stop", 0, func() { tok.Register(func() {}).Stop() }},
 		{"CancelAfter re-arm", 0, func() { p.CancelAfter(time.Hour) }},
+		{"CancelAfterCause re-arm, same cause", 0, func() { p.CancelAfterCause(time.Hour, errWhy) }},
 		{"New(token)+Cancel", 1, func() { cancellation.New(tok).Cancel() }},
 		{"New(a, b)+Cancel", 2, func() { cancellation.New(tok, tok).Cancel() }},
 	} {

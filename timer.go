@@ -1,6 +1,7 @@
 package cancellation
 
 import (
+	"context"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -94,13 +95,12 @@ func (s *Source) CancelAfter(d time.Duration) { s.CancelAfterCause(d, nil) }
 // Re-arming replaces both the deadline and the cause. It allocates only when
 // cause is not nil.
 func (s *Source) CancelAfterCause(d time.Duration, cause error) {
-	c := boxCause(stDeadline, cause)
 	if d <= 0 {
-		s.cancelTo(stDeadline, c)
+		s.cancelTo(stDeadline, boxCause(stDeadline, cause))
 		return
 	}
 	now := monoNow()
-	s.arm(now, now+int64(d), c)
+	s.arm(now, now+int64(d), cause)
 }
 
 // SetDeadline arms s's timer to cancel it at t, like [Source.CancelAfter]. A
@@ -119,16 +119,15 @@ func (s *Source) SetDeadlineCause(t time.Time, cause error) {
 		s.mu.Unlock()
 		return
 	}
-	c := boxCause(stDeadline, cause)
 	now, dl := monoNow(), int64(t.Sub(epoch))
 	if dl <= now {
-		s.cancelTo(stDeadline, c)
+		s.cancelTo(stDeadline, boxCause(stDeadline, cause))
 		return
 	}
-	s.arm(now, dl, c)
+	s.arm(now, dl, cause)
 }
 
-func (s *Source) arm(now, deadline int64, cause *error) {
+func (s *Source) arm(now, deadline int64, cause error) {
 	if !s.live() {
 		return
 	}
@@ -149,8 +148,25 @@ func (s *Source) arm(now, deadline int64, cause *error) {
 	}
 	// Otherwise the timer fires before the new deadline and onTimer re-arms
 	// it.
-	ts.deadline, ts.hasDL, ts.cause = deadline, true, cause
+	ts.deadline, ts.hasDL = deadline, true
+	if cause == nil || cause == context.DeadlineExceeded {
+		ts.cause = nil
+	} else if ts.cause == nil || !sameError(*ts.cause, cause) {
+		// Re-arming with the same cause reuses its box: no allocation.
+		ts.cause = boxCause(stDeadline, cause)
+	}
 	s.mu.Unlock()
+}
+
+// sameError reports a == b, and false where comparing them would panic
+// (an error of an uncomparable type).
+func sameError(a, b error) (same bool) {
+	defer func() {
+		if recover() != nil {
+			same = false
+		}
+	}()
+	return a == b
 }
 
 func (s *Source) onTimer(ts *timerState) {
