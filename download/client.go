@@ -380,8 +380,11 @@ func (j *job) attempt() (done bool, err error) {
 	idle := cancellation.New(j.tok)
 	defer idle.Cancel()
 	idleTimeout := j.c.idleTimeout()
+	stall := &StallError{Idle: idleTimeout}
 	if idleTimeout > 0 {
-		idle.CancelAfter(idleTimeout)
+		// The timer's cause names the stall, for whoever holds the token
+		// (the HTTP request's context); re-arming with it allocates nothing.
+		idle.CancelAfterCause(idleTimeout, stall)
 	}
 	fail := func(err error) (bool, error) {
 		if j.tok.IsCanceled() {
@@ -389,7 +392,7 @@ func (j *job) attempt() (done bool, err error) {
 		}
 		if idle.Token().IsCanceled() {
 			// Canceled by its own timer, not by a parent: a stall.
-			return false, &StallError{Idle: idleTimeout}
+			return false, stall
 		}
 		// *url.Error repeats the method and URL, which *Error names.
 		var ue *url.Error
@@ -429,7 +432,7 @@ func (j *job) attempt() (done bool, err error) {
 	}
 	defer resp.Body.Close()
 	if idleTimeout > 0 {
-		idle.CancelAfter(idleTimeout)
+		idle.CancelAfterCause(idleTimeout, stall)
 	}
 
 	var cr contentRange
@@ -494,7 +497,7 @@ func (j *job) attempt() (done bool, err error) {
 		n, rerr := resp.Body.Read(j.buf)
 		if n > 0 {
 			if idleTimeout > 0 {
-				idle.CancelAfter(idleTimeout)
+				idle.CancelAfterCause(idleTimeout, stall)
 			}
 			if j.total >= 0 && j.written+int64(n) > j.total {
 				return false, j.restart(&protocolError{"body longer than announced"})
