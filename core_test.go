@@ -1159,3 +1159,54 @@ func TestExportedIdentifiersDocumented(t *testing.T) {
 	t.Parallel()
 	doccheck.Check(t, ".")
 }
+
+// Rule 7: a source canceled while New is still linking it releases every
+// link, including the ones made after the cancellation.
+func TestRaceNewVsParentCancel(t *testing.T) {
+	t.Parallel()
+	b := cancellation.New() // long-lived
+	for range 2000 {
+		a := cancellation.New()
+		ctx, cancel := context.WithCancel(context.Background())
+		var wg sync.WaitGroup
+		var s *cancellation.Source
+		wg.Go(func() { s = cancellation.New(a.Token(), ctx, b.Token()) })
+		wg.Go(func() { a.Cancel() })
+		wg.Go(cancel)
+		wg.Wait()
+		<-s.Token().Done()
+		if n := cancellation.ListLen(b); n != 0 {
+			t.Fatalf("long-lived parent still holds %d links", n)
+		}
+	}
+}
+
+func TestTryResetKeepsChildLinks(t *testing.T) {
+	t.Parallel()
+	p := cancellation.New()
+	c := cancellation.New(p.Token())
+	p.Token().Register(func() {})
+	if !p.TryReset() {
+		t.Fatal("TryReset = false")
+	}
+	if n := cancellation.ListLen(p); n != 1 {
+		t.Errorf("after TryReset the list holds %d nodes, want the child link only", n)
+	}
+	p.Cancel()
+	if !c.Token().IsCanceled() {
+		t.Error("child not canceled after its parent was reset and canceled")
+	}
+}
+
+func TestStopReleasesNode(t *testing.T) {
+	t.Parallel()
+	p := cancellation.New()
+	for range 100 {
+		p.Token().Register(func() {}).Stop()
+		c := cancellation.New(p.Token())
+		c.Cancel()
+	}
+	if n := cancellation.ListLen(p); n != 0 {
+		t.Errorf("list holds %d nodes after stops and child cancels", n)
+	}
+}
