@@ -21,6 +21,12 @@
 //     [WithMaxTimeout]; a malformed one is answered with 400 before the
 //     handler runs. Parse such headers yourself with [ParseConnectTimeout] and
 //     [ParseGrpcTimeout].
+//   - Every request has an id: the client's X-Request-Id when it is valid,
+//     else a generated one. It is in the access log and in [RequestID]. The
+//     response echoes X-Request-Id only when the client sent a valid one;
+//     generated ids stay on the server unless [WithResponseRequestID] is
+//     given, because setting a header the handler did not set costs about
+//     4% of requests/s for a small handler (see [WithResponseRequestID]).
 //   - Send outbound requests through a [Transport], with the request's
 //     context (http.NewRequestWithContext): the server at the other end then
 //     gets the remaining time as Connect-Timeout-Ms, and a request whose

@@ -13,8 +13,9 @@ import (
 	"github.com/go-cancellation/cancellation"
 )
 
-// RequestIDHeader is the request and response header that carries the
-// request id.
+// RequestIDHeader is the request header that carries the request id, and
+// the response header that echoes it (see [Handler] and
+// [WithResponseRequestID] for when responses carry it).
 const RequestIDHeader = "X-Request-Id"
 
 // StatusClientClosedRequest (499, the code nginx uses) is the status the
@@ -22,15 +23,17 @@ const RequestIDHeader = "X-Request-Id"
 // handler returned. It is never sent: nobody is there to read it.
 const StatusClientClosedRequest = 499
 
-// maxRequestIDLen bounds an inbound X-Request-Id that is echoed.
+// maxRequestIDLen bounds an inbound X-Request-Id that is used (and echoed).
 const maxRequestIDLen = 128
 
-// An Option configures [Handler].
+// An Option configures [Handler]. Options hold no state of their own: one
+// Option value may be passed to any number of Handler calls, concurrently.
 type Option interface{ apply(*handlerConfig) }
 
 type handlerConfig struct {
 	logger     *slog.Logger
 	maxTimeout time.Duration
+	responseID bool // WithResponseRequestID: set X-Request-Id on every response
 }
 
 type optionFunc func(*handlerConfig)
@@ -52,6 +55,27 @@ func WithMaxTimeout(d time.Duration) Option {
 	return optionFunc(func(c *handlerConfig) { c.maxTimeout = d })
 }
 
+// WithResponseRequestID makes the middleware set the X-Request-Id response
+// header on every response, to the request id it uses: the client's when
+// the request carried a valid one, else the generated one. Use it when
+// clients should see generated ids, for example to quote them in bug
+// reports.
+//
+// Without this option a response carries X-Request-Id only when the request
+// carried a valid one (a true echo), and the generated id is only in the
+// access log and [RequestID]. That default is for throughput: setting a
+// response header that the handler did not set makes net/http clone the
+// handler's header map and write, and the client parse, one more header,
+// which cost about 4% of requests/s against a bare handler that sets no
+// header itself (bench/http, docs/taskd.md). chi's RequestID middleware
+// does not set the response header either.
+//
+// Like every Option, it is safe to use concurrently and from any number of
+// handlers.
+func WithResponseRequestID() Option {
+	return optionFunc(func(c *handlerConfig) { c.responseID = true })
+}
+
 // Handler returns next wrapped in the cancellation middleware. For each
 // request it
 //
@@ -69,8 +93,13 @@ func WithMaxTimeout(d time.Duration) Option {
 //     [context.DeadlineExceeded], cause a *[DeadlineError]). Err is always
 //     exactly context.Canceled or context.DeadlineExceeded; the reason is in
 //     the cause;
-//   - echoes the X-Request-Id header (a printable ASCII value of at most 128
-//     bytes) or generates one, and sets it on the response;
+//   - takes the request id from the X-Request-Id header (a printable ASCII
+//     value of at most 128 bytes; the first value if there are several) or,
+//     when the header is missing or invalid, generates one (16 hex digits).
+//     [RequestID] and the access log always have it. The response carries
+//     X-Request-Id only when the request carried a valid one (an echo); an
+//     invalid one is replaced and not echoed. [WithResponseRequestID] sets
+//     it on every response, generated ids included;
 //   - cancels the token when next returns (cause context.Canceled, as
 //     net/http does with its own request context), which releases every link
 //     the request held;
@@ -124,9 +153,17 @@ func monotonic(t time.Time) int64 { return int64(t.Sub(epoch)) + 1 }
 // the first parent of the request's Source: a context that is never done and
 // answers the request key and otherwise the values of the original request
 // context.
+//
+// Value delegates to parent directly, without a context.WithoutCancel in
+// between: the context package asks a context for its parent cancelCtx
+// (under a private key) only when the context's Done is non-nil (propagating
+// cancellation) or its Err is non-nil (context.Cause), and both are nil here.
+// Through the request's Token, that key never reaches request.Value: the
+// Token answers it itself. So only ordinary keys get here: from the
+// handler's code through the Token, and from slog handlers in the access
+// log.
 type request struct {
 	parent context.Context // r.Context() as net/http gave it
-	values context.Context // context.WithoutCancel(parent)
 	src    *cancellation.Source
 	id     string
 	idHdr  [1]string // the response header's value slice, without an allocation
@@ -149,7 +186,7 @@ func (rq *request) Value(key any) any {
 	if _, ok := key.(requestKey); ok {
 		return rq
 	}
-	return rq.values.Value(key)
+	return rq.parent.Value(key)
 }
 
 // parentDone runs (in a goroutine of context.AfterFunc) when the original
@@ -193,11 +230,18 @@ func (rq *request) cancelTime() (time.Time, bool) {
 }
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	// The only full clock read (wall and monotonic): the end of the request
+	// is start plus time.Since(start), one monotonic read.
 	start := time.Now()
-	rq := &request{parent: r.Context(), id: requestID(r.Header)}
+	id, echo := requestID(r.Header)
+	rq := &request{parent: r.Context(), id: id}
 	rq.rw.ResponseWriter = w
-	rq.idHdr[0] = rq.id
-	w.Header()[RequestIDHeader] = rq.idHdr[:]
+	if echo || h.config.responseID {
+		// Only then: calling w.Header() at all makes net/http clone the
+		// header map when the response is written.
+		rq.idHdr[0] = rq.id
+		w.Header()[RequestIDHeader] = rq.idHdr[:]
+	}
 
 	de, err := inboundTimeout(r.Header, h.config.maxTimeout)
 	if err != nil {
@@ -206,7 +250,6 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	rq.values = context.WithoutCancel(rq.parent)
 	rq.src = cancellation.New(rq)
 	if de != nil {
 		// The Source's own timer, with a cause that names the header.
@@ -227,7 +270,8 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	defer func() {
 		v := recover()
-		end := time.Now()
+		d := time.Since(start)
+		end := start.Add(d) // keeps start's monotonic reading
 		stopLink()
 		o := outcome{panicked: v}
 		if v == http.ErrAbortHandler {
@@ -246,7 +290,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// parents and frees the timer.
 		rq.canceledAt.CompareAndSwap(0, monotonic(end))
 		rq.src.Cancel()
-		h.log(r, rq, end.Sub(start), o)
+		h.log(r, rq, d, o)
 		if v != nil {
 			panic(v)
 		}
@@ -278,10 +322,8 @@ func (h *handler) log(r *http.Request, rq *request, d time.Duration, o outcome) 
 	if status >= 500 || o.panicked != nil {
 		level = slog.LevelError
 	}
+	// rq, not the canceled token: the request's values, and never done.
 	ctx := context.Context(rq)
-	if rq.values == nil {
-		ctx = rq.parent
-	}
 	if !h.config.logger.Enabled(ctx, level) {
 		return
 	}
@@ -317,11 +359,11 @@ func (h *handler) log(r *http.Request, rq *request, d time.Duration, o outcome) 
 	h.config.logger.LogAttrs(ctx, level, "request", attrs[:n]...)
 }
 
-// requestID returns the inbound X-Request-Id when it is acceptable, or a
-// new random id of 16 hex digits.
-func requestID(h http.Header) string {
+// requestID returns the inbound X-Request-Id and true when it is
+// acceptable, or a new random id of 16 hex digits and false.
+func requestID(h http.Header) (id string, inbound bool) {
 	if vs := h[RequestIDHeader]; len(vs) > 0 && validRequestID(vs[0]) {
-		return vs[0]
+		return vs[0], true
 	}
 	const hex = "0123456789abcdef"
 	var b [16]byte
@@ -330,7 +372,7 @@ func requestID(h http.Header) string {
 		b[i] = hex[x&0xf]
 		x >>= 4
 	}
-	return string(b[:])
+	return string(b[:]), false
 }
 
 func validRequestID(s string) bool {
@@ -368,7 +410,10 @@ func RequestToken(ctx context.Context) (cancellation.Token, bool) {
 }
 
 // RequestID returns the request id [Handler] chose for the request whose
-// context is ctx (or derives from it), or "" when there is none.
+// context is ctx (or derives from it), or "" when there is none: the
+// client's X-Request-Id if it was valid, else a generated one. It is the
+// request_id of the access log; a generated id is in the response only with
+// [WithResponseRequestID].
 //
 // It does not block and is safe for concurrent use.
 func RequestID(ctx context.Context) string {

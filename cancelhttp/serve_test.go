@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/go-cancellation/cancellation/cancelhttp"
+	"github.com/go-cancellation/cancellation/internal/testlog"
 )
 
 // notifyListener closes closed when it is closed.
@@ -46,7 +47,7 @@ func serveAsync(t *testing.T, ctx context.Context, srv *http.Server, opts ...can
 	}()
 	t.Cleanup(func() {
 		cancel()
-		recv(t, "Serve to return", exited)
+		testlog.Recv(t, "Serve to return", exited)
 	})
 	return "http://" + l.Addr().String(), ln, cancel, c
 }
@@ -88,24 +89,24 @@ func TestServeGracePeriodLetsRequestsFinish(t *testing.T) {
 	}), cancelhttp.WithLogger(slog.New(slog.DiscardHandler)))
 	srv := &http.Server{Handler: h}
 	url, ln, shutdown, done := serveAsync(t, context.Background(), srv,
-		cancelhttp.WithGracePeriod(timeLeft(t)), cancelhttp.WithServeLogger(slog.New(slog.DiscardHandler)))
+		cancelhttp.WithGracePeriod(testlog.TimeLeft(t)), cancelhttp.WithServeLogger(slog.New(slog.DiscardHandler)))
 	resp := getAsync(h1Client(t), url)
-	recv(t, "handler start", started)
+	testlog.Recv(t, "handler start", started)
 
 	shutdown()
-	recv(t, "listener close", ln.closed)
+	testlog.Recv(t, "listener close", ln.closed)
 	if c, err := net.Dial("tcp", ln.Addr().String()); err == nil {
 		c.Close()
 		t.Error("a new connection was accepted during shutdown")
 	}
 	close(release)
-	if r := recv(t, "response", resp); r.err != nil || r.code != 200 || r.body != "finished" {
+	if r := testlog.Recv(t, "response", resp); r.err != nil || r.code != 200 || r.body != "finished" {
 		t.Errorf("response = %+v, want 200 finished", r)
 	}
-	if recv(t, "handler end", canceled) {
+	if testlog.Recv(t, "handler end", canceled) {
 		t.Error("the request was canceled within the grace period")
 	}
-	if err := recv(t, "Serve", done); err != nil {
+	if err := testlog.Recv(t, "Serve", done); err != nil {
 		t.Errorf("Serve = %v, want nil", err)
 	}
 }
@@ -116,7 +117,7 @@ func TestServeCancelsAfterGrace(t *testing.T) {
 	for _, proto := range []string{"HTTP/1.1", "HTTP/2"} {
 		t.Run(proto, func(t *testing.T) {
 			t.Parallel()
-			logs := newLogSink()
+			logs := testlog.NewSink()
 			started := make(chan struct{})
 			canceledAt := make(chan time.Time, 1)
 			h := cancelhttp.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -125,36 +126,36 @@ func TestServeCancelsAfterGrace(t *testing.T) {
 				at, _ := cancelhttp.CanceledAt(r.Context())
 				canceledAt <- at
 				fmt.Fprintf(w, "stopped: %v, %v", r.Context().Err(), context.Cause(r.Context()))
-			}), cancelhttp.WithLogger(logs.logger()))
+			}), cancelhttp.WithLogger(logs.Logger()))
 			var protocols http.Protocols
 			protocols.SetHTTP1(true)
 			protocols.SetUnencryptedHTTP2(true)
 			srv := &http.Server{Handler: h, Protocols: &protocols}
 			url, _, shutdown, done := serveAsync(t, context.Background(), srv,
-				cancelhttp.WithGracePeriod(grace), cancelhttp.WithServeLogger(logs.logger()))
+				cancelhttp.WithGracePeriod(grace), cancelhttp.WithServeLogger(logs.Logger()))
 			client := h1Client(t)
 			if proto == "HTTP/2" {
 				client = h2cClient(t)
 			}
 			resp := getAsync(client, url)
-			recv(t, "handler start", started)
+			testlog.Recv(t, "handler start", started)
 
 			begin := time.Now()
 			shutdown()
 			want := "stopped: context canceled, server shutting down"
-			if r := recv(t, "response", resp); r.err != nil || r.code != 200 || r.body != want {
+			if r := testlog.Recv(t, "response", resp); r.err != nil || r.code != 200 || r.body != want {
 				t.Errorf("response = %+v, want 200 %q", r, want)
 			}
-			if at := recv(t, "cancel time", canceledAt); at.Sub(begin) < grace {
+			if at := testlog.Recv(t, "cancel time", canceledAt); at.Sub(begin) < grace {
 				t.Errorf("canceled %v after shutdown began, before the grace period of %v", at.Sub(begin), grace)
 			}
-			if err := recv(t, "Serve", done); err != nil {
+			if err := testlog.Recv(t, "Serve", done); err != nil {
 				t.Errorf("Serve = %v, want nil", err)
 			}
-			logs.wait(t, "grace record", func(r record) bool { return r.str("msg") == "grace period over, canceling in-flight requests" })
-			logs.wait(t, "shut down record", func(r record) bool { return r.str("msg") == "shut down" })
-			r := logs.wait(t, "access log", func(r record) bool { return r.str("msg") == "request" })
-			if r.str("cause") != "server shutting down" || r.num("status") != 200 {
+			logs.Wait(t, "grace record", func(r testlog.Record) bool { return r.Str("msg") == "grace period over, canceling in-flight requests" })
+			logs.Wait(t, "shut down record", func(r testlog.Record) bool { return r.Str("msg") == "shut down" })
+			r := logs.Wait(t, "access log", func(r testlog.Record) bool { return r.Str("msg") == "request" })
+			if r.Str("cause") != "server shutting down" || r.Num("status") != 200 {
 				t.Errorf("access log = %v, want cause server shutting down, status 200", r)
 			}
 		})
@@ -174,16 +175,16 @@ func TestServeStopTimeout(t *testing.T) {
 		cancelhttp.WithGracePeriod(0), cancelhttp.WithStopTimeout(50*time.Millisecond),
 		cancelhttp.WithServeLogger(slog.New(slog.DiscardHandler)))
 	resp := getAsync(h1Client(t), url)
-	recv(t, "handler start", started)
+	testlog.Recv(t, "handler start", started)
 	shutdown()
-	if err := recv(t, "Serve", done); !errors.Is(err, cancelhttp.ErrStopTimeout) {
+	if err := testlog.Recv(t, "Serve", done); !errors.Is(err, cancelhttp.ErrStopTimeout) {
 		t.Errorf("Serve = %v, want ErrStopTimeout", err)
 	}
-	if r := recv(t, "response", resp); r.err == nil {
+	if r := testlog.Recv(t, "response", resp); r.err == nil {
 		t.Errorf("response = %+v, want an error: the connection was closed", r)
 	}
 	close(release)
-	recv(t, "handler exit", exited)
+	testlog.Recv(t, "handler exit", exited)
 }
 
 func TestServeError(t *testing.T) {
@@ -195,7 +196,7 @@ func TestServeError(t *testing.T) {
 	ln.Close()
 	c := make(chan error, 1)
 	go func() { c <- cancelhttp.Serve(context.Background(), &http.Server{}, ln) }()
-	if err := recv(t, "Serve", c); err == nil || errors.Is(err, http.ErrServerClosed) {
+	if err := testlog.Recv(t, "Serve", c); err == nil || errors.Is(err, http.ErrServerClosed) {
 		t.Errorf("Serve on a closed listener = %v, want its accept error", err)
 	}
 }
@@ -226,7 +227,7 @@ func TestServeValues(t *testing.T) {
 				t.Errorf("value = %q, %v; want v", body, err)
 			}
 			shutdown()
-			if err := recv(t, "Serve", done); err != nil {
+			if err := testlog.Recv(t, "Serve", done); err != nil {
 				t.Errorf("Serve = %v", err)
 			}
 		})
@@ -255,7 +256,7 @@ func TestServeTLS(t *testing.T) {
 		t.Errorf("got %d %q %v; want 200 HTTP/2.0", code, body, err)
 	}
 	shutdown()
-	if err := recv(t, "Serve", done); err != nil {
+	if err := testlog.Recv(t, "Serve", done); err != nil {
 		t.Errorf("Serve = %v", err)
 	}
 }

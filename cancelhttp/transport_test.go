@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/go-cancellation/cancellation/cancelhttp"
+	"github.com/go-cancellation/cancellation/internal/testlog"
 )
 
 // echoServer answers with the Connect-Timeout-Ms header it received ("-"
@@ -199,8 +200,8 @@ func TestTransportPropagatesDeadline(t *testing.T) {
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 
-	fdl := recv(t, "front deadline", frontDeadline)
-	b := recv(t, "back result", backc)
+	fdl := testlog.Recv(t, "front deadline", frontDeadline)
+	b := testlog.Recv(t, "back result", backc)
 	if ms, err := strconv.Atoi(b.header); err != nil || ms < 1 || ms > 300 {
 		t.Errorf("back received Connect-Timeout-Ms %q, want 1..300", b.header)
 	}

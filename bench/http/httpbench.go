@@ -225,15 +225,20 @@ type Variant struct {
 }
 
 // Variants returns h served bare; through the middleware with the
-// access log disabled; through the middleware with its access log formatted
-// by slog's TextHandler (written to io.Discard); and, for reference, bare
-// behind a minimal access-log wrapper that logs the same attributes the same
-// way, without any cancellation, to show what the logging alone costs.
+// access log disabled (the load generator sends no X-Request-Id, so the
+// response carries none); the same with cancelhttp.WithResponseRequestID,
+// which puts the generated id in every response, to show what that header
+// costs; through the middleware with its access log formatted by slog's
+// TextHandler (written to io.Discard); and, for reference, bare behind a
+// minimal access-log wrapper that logs the same attributes the same way,
+// without any cancellation, to show what the logging alone costs.
 func Variants(h http.Handler) []Variant {
 	text := func() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 	return []Variant{
 		{"bare", h},
 		{"middleware", cancelhttp.Handler(h, cancelhttp.WithLogger(slog.New(slog.DiscardHandler)))},
+		{"middleware+responseid", cancelhttp.Handler(h, cancelhttp.WithLogger(slog.New(slog.DiscardHandler)),
+			cancelhttp.WithResponseRequestID())},
 		{"middleware+accesslog", cancelhttp.Handler(h, cancelhttp.WithLogger(text()))},
 		{"bare+accesslog", plainAccessLog(h, text())},
 	}

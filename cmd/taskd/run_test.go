@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/go-cancellation/cancellation/internal/testlog"
 )
 
 func TestRunUsageErrors(t *testing.T) {
@@ -98,7 +100,7 @@ func TestRunTextLog(t *testing.T) {
 	}
 	resp.Body.Close()
 	cancel()
-	if err := recv(t, "Run", done); err != nil {
+	if err := testlog.Recv(t, "Run", done); err != nil {
 		t.Errorf("Run: %v", err)
 	}
 	var all []string
@@ -115,9 +117,9 @@ func TestRunTextLog(t *testing.T) {
 
 // runBinary starts the built taskd with args and returns its JSON log, the
 // base URL it listens on, and the command (already started).
-func runBinary(t *testing.T, args ...string) (*exec.Cmd, *logSink, string) {
+func runBinary(t *testing.T, args ...string) (*exec.Cmd, *testlog.Sink, string) {
 	t.Helper()
-	logs := newLogSink()
+	logs := testlog.NewSink()
 	cmd := exec.Command(taskdBinary(t), append([]string{"-addr", "127.0.0.1:0", "-log-format", "json"}, args...)...)
 	cmd.Stderr = logs
 	if err := cmd.Start(); err != nil {
@@ -129,8 +131,8 @@ func runBinary(t *testing.T, args ...string) (*exec.Cmd, *logSink, string) {
 			cmd.Wait()
 		}
 	})
-	r := logs.wait(t, "listening", func(r record) bool { return r.str("msg") == "listening" })
-	return cmd, logs, "http://" + r.str("addr")
+	r := logs.Wait(t, "listening", func(r testlog.Record) bool { return r.Str("msg") == "listening" })
+	return cmd, logs, "http://" + r.Str("addr")
 }
 
 // wait waits for the process to exit and returns its exit code.
@@ -138,7 +140,7 @@ func waitExit(t *testing.T, cmd *exec.Cmd) int {
 	t.Helper()
 	c := make(chan error, 1)
 	go func() { c <- cmd.Wait() }()
-	err := recv(t, "process exit", c)
+	err := testlog.Recv(t, "process exit", c)
 	var ee *exec.ExitError
 	if err != nil && !errors.As(err, &ee) {
 		t.Fatal(err)
@@ -179,24 +181,24 @@ func TestBinaryGracefulShutdown(t *testing.T) {
 			const grace = 200 * time.Millisecond
 			cmd, logs, url := runBinary(t, "-shutdown-grace", grace.String())
 			res := getAsync(t, url+"/longrunningtask?iterations=1000&interval=1h", "inflight")
-			logs.wait(t, "start", msgID("Long-running task started.", "inflight"))
+			logs.Wait(t, "start", msgID("Long-running task started.", "inflight"))
 
 			sent := time.Now()
 			if err := cmd.Process.Signal(sig); err != nil {
 				t.Fatal(err)
 			}
-			sd := logs.wait(t, "shutdown record", func(r record) bool { return r.str("msg") == "shutting down" })
-			if want := "received " + signalName(sig); sd.str("cause") != want {
+			sd := logs.Wait(t, "shutdown record", func(r testlog.Record) bool { return r.Str("msg") == "shutting down" })
+			if want := "received " + signalName(sig); sd.Str("cause") != want {
 				t.Errorf("shutdown record %v, want cause %q", sd, want)
 			}
-			logs.wait(t, "grace over", func(r record) bool { return r.str("msg") == "grace period over, canceling in-flight requests" })
+			logs.Wait(t, "grace over", func(r testlog.Record) bool { return r.Str("msg") == "grace period over, canceling in-flight requests" })
 			// The listener was closed before the grace period began.
 			if c, err := net.Dial("tcp", strings.TrimPrefix(url, "http://")); err == nil {
 				c.Close()
 				t.Error("a connection was accepted during shutdown")
 			}
 
-			r := recv(t, "response", res)
+			r := testlog.Recv(t, "response", res)
 			if r.err != nil || r.code != 200 || r.body != "Long-running task cancelled successfully." {
 				t.Errorf("in-flight request got %+v, want 200 and the cancel message", r)
 			}
@@ -204,10 +206,10 @@ func TestBinaryGracefulShutdown(t *testing.T) {
 				t.Errorf("answered %v after the signal, within the grace period %v", elapsed, grace)
 			}
 			if code := waitExit(t, cmd); code != 0 {
-				t.Errorf("exit code %d, want 0; log:\n%s", code, logs.dump())
+				t.Errorf("exit code %d, want 0; log:\n%s", code, logs.Dump())
 			}
 			checkCancelled(t, logs, "inflight", "server shutting down", 0)
-			logs.wait(t, "shut down", func(r record) bool { return r.str("msg") == "shut down" })
+			logs.Wait(t, "shut down", func(r testlog.Record) bool { return r.Str("msg") == "shut down" })
 		})
 	}
 }
@@ -216,19 +218,19 @@ func TestBinarySecondSignalExitsAtOnce(t *testing.T) {
 	t.Parallel()
 	cmd, logs, url := runBinary(t, "-shutdown-grace", "1h")
 	res := getAsync(t, url+"/longrunningtask?iterations=1000&interval=1h", "stuck")
-	logs.wait(t, "start", msgID("Long-running task started.", "stuck"))
+	logs.Wait(t, "start", msgID("Long-running task started.", "stuck"))
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	logs.wait(t, "shutdown record", func(r record) bool { return r.str("msg") == "shutting down" })
+	logs.Wait(t, "shutdown record", func(r testlog.Record) bool { return r.Str("msg") == "shutting down" })
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	if code := waitExit(t, cmd); code != 128+int(syscall.SIGTERM) {
 		t.Errorf("exit code %d, want %d", code, 128+int(syscall.SIGTERM))
 	}
-	logs.wait(t, "exit message", func(r record) bool { return strings.Contains(r.str("msg"), "exiting at once") })
-	if r := recv(t, "response", res); r.err == nil {
+	logs.Wait(t, "exit message", func(r testlog.Record) bool { return strings.Contains(r.Str("msg"), "exiting at once") })
+	if r := testlog.Recv(t, "response", res); r.err == nil {
 		t.Errorf("the in-flight request got %+v after the process exited", r)
 	}
 }

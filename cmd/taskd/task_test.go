@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/go-cancellation/cancellation/cancelhttp"
+	"github.com/go-cancellation/cancellation/internal/testlog"
 )
 
 // do sends a GET with the request id and returns status, body and headers.
@@ -52,17 +53,17 @@ func TestTaskCompletes(t *testing.T) {
 	if id := hdr.Get("X-Request-Id"); id != "done-1" {
 		t.Errorf("X-Request-Id = %q, want done-1", id)
 	}
-	its := d.Logs.waitN(t, "iterations", 3, iterationOf("done-1"))
+	its := d.Logs.WaitN(t, "iterations", 3, iterationOf("done-1"))
 	for i, r := range its {
-		if want := fmt.Sprintf("Iteration %d of 3 completed.", i+1); r.str("msg") != want {
-			t.Errorf("iteration record %d: %q, want %q", i, r.str("msg"), want)
+		if want := fmt.Sprintf("Iteration %d of 3 completed.", i+1); r.Str("msg") != want {
+			t.Errorf("iteration record %d: %q, want %q", i, r.Str("msg"), want)
 		}
 	}
-	a := d.Logs.wait(t, "access log", msgID("request", "done-1"))
-	if a.num("status") != 200 || a.str("path") != "/longrunningtask" || a.str("method") != "GET" {
+	a := d.Logs.Wait(t, "access log", msgID("request", "done-1"))
+	if a.Num("status") != 200 || a.Str("path") != "/longrunningtask" || a.Str("method") != "GET" {
 		t.Errorf("access log = %v", a)
 	}
-	if a.num("duration") < float64(6*time.Millisecond) {
+	if a.Num("duration") < float64(6*time.Millisecond) {
 		t.Errorf("access log duration = %v, want >= 6ms", a["duration"])
 	}
 }
@@ -74,7 +75,7 @@ func TestTaskZeroInterval(t *testing.T) {
 	if code != 200 || body != "Long-running task completed successfully." {
 		t.Fatalf("got %d %q", code, body)
 	}
-	if n := d.Logs.count(iterationOf("zero")); n != 50 {
+	if n := d.Logs.Count(iterationOf("zero")); n != 50 {
 		t.Errorf("%d iteration records, want 50", n)
 	}
 }
@@ -167,29 +168,14 @@ func TestNotFound(t *testing.T) {
 	}
 }
 
-// rawRequest opens a TCP connection and sends a GET without reading the
-// answer.
-func rawRequest(t *testing.T, addr, path, id string) net.Conn {
-	t.Helper()
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	if _, err := fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: test\r\nX-Request-Id: %s\r\n\r\n", path, id); err != nil {
-		t.Fatal(err)
-	}
-	return c
-}
-
 // checkCancelled checks the records of a request canceled by the client:
 // the cancellation record and the access log, which is written after the
 // handler returned.
-func checkCancelled(t *testing.T, logs *logSink, id, cause string, completed int) {
+func checkCancelled(t *testing.T, logs *testlog.Sink, id, cause string, completed int) {
 	t.Helper()
-	a := logs.wait(t, "access log of "+id, msgID("request", id))
-	c := logs.wait(t, "cancellation of "+id, msgID("Long-running task cancelled.", id))
-	if c.str("cause") != cause || c.num("completed") != float64(completed) || c.num("step") != float64(completed+1) {
+	a := logs.Wait(t, "access log of "+id, msgID("request", id))
+	c := logs.Wait(t, "cancellation of "+id, msgID("Long-running task cancelled.", id))
+	if c.Str("cause") != cause || c.Num("completed") != float64(completed) || c.Num("step") != float64(completed+1) {
 		t.Errorf("%s: cancellation record %v; want cause %q, completed %d", id, c, cause, completed)
 	}
 	if _, ok := c["stop_latency"]; !ok {
@@ -199,7 +185,7 @@ func checkCancelled(t *testing.T, logs *logSink, id, cause string, completed int
 	if cause == "client disconnected" {
 		wantStatus = cancelhttp.StatusClientClosedRequest
 	}
-	if a.num("status") != wantStatus || a.str("cause") != cause {
+	if a.Num("status") != wantStatus || a.Str("cause") != cause {
 		t.Errorf("%s: access log %v; want status %v and cause %q", id, a, wantStatus, cause)
 	}
 	if _, ok := a["stop_latency"]; !ok {
@@ -210,11 +196,11 @@ func checkCancelled(t *testing.T, logs *logSink, id, cause string, completed int
 func TestTaskClientDisconnect(t *testing.T) {
 	t.Parallel()
 	d := startTaskd(t)
-	c := rawRequest(t, d.Addr, "/longrunningtask?iterations=5&interval=1h", "gone")
-	d.Logs.wait(t, "start", msgID("Long-running task started.", "gone"))
+	c := testlog.RawGet(t, d.Addr, "/longrunningtask?iterations=5&interval=1h", "gone")
+	d.Logs.Wait(t, "start", msgID("Long-running task started.", "gone"))
 	c.Close()
 	checkCancelled(t, d.Logs, "gone", "client disconnected", 0)
-	if n := d.Logs.count(iterationOf("gone")); n != 0 {
+	if n := d.Logs.Count(iterationOf("gone")); n != 0 {
 		t.Errorf("%d steps completed after the client left during step 1", n)
 	}
 }
@@ -222,22 +208,22 @@ func TestTaskClientDisconnect(t *testing.T) {
 func TestTaskClientDisconnectMidRun(t *testing.T) {
 	t.Parallel()
 	d := startTaskd(t)
-	c := rawRequest(t, d.Addr, "/longrunningtask?iterations=100000&interval=50ms", "mid")
-	d.Logs.waitN(t, "two steps", 2, iterationOf("mid"))
-	before := d.Logs.count(iterationOf("mid"))
+	c := testlog.RawGet(t, d.Addr, "/longrunningtask?iterations=100000&interval=50ms", "mid")
+	d.Logs.WaitN(t, "two steps", 2, iterationOf("mid"))
+	before := d.Logs.Count(iterationOf("mid"))
 	c.Close()
-	a := d.Logs.wait(t, "access log", msgID("request", "mid"))
-	after := d.Logs.count(iterationOf("mid"))
+	a := d.Logs.Wait(t, "access log", msgID("request", "mid"))
+	after := d.Logs.Count(iterationOf("mid"))
 	// The step in progress when the client left may finish before the
 	// server notices (microseconds); no step starts after that.
 	if after > before+1 {
 		t.Errorf("%d steps completed after the disconnect, want at most the one in progress", after-before)
 	}
-	cr := d.Logs.wait(t, "cancellation", msgID("Long-running task cancelled.", "mid"))
-	if int(cr.num("completed")) != after || cr.str("cause") != "client disconnected" {
+	cr := d.Logs.Wait(t, "cancellation", msgID("Long-running task cancelled.", "mid"))
+	if int(cr.Num("completed")) != after || cr.Str("cause") != "client disconnected" {
 		t.Errorf("cancellation record %v; want completed=%d, cause client disconnected", cr, after)
 	}
-	if a.num("status") != cancelhttp.StatusClientClosedRequest {
+	if a.Num("status") != cancelhttp.StatusClientClosedRequest {
 		t.Errorf("access log %v, want status 499", a)
 	}
 }
@@ -248,28 +234,28 @@ func TestTaskManyClientsDisconnect(t *testing.T) {
 	d := startTaskd(t)
 	conns := make([]net.Conn, n)
 	for i := range conns {
-		conns[i] = rawRequest(t, d.Addr, "/longrunningtask?iterations=3&interval=1h", fmt.Sprintf("many-%03d", i))
+		conns[i] = testlog.RawGet(t, d.Addr, "/longrunningtask?iterations=3&interval=1h", fmt.Sprintf("many-%03d", i))
 	}
-	isStart := func(r record) bool {
-		return r.str("msg") == "Long-running task started." && strings.HasPrefix(r.str("request_id"), "many-")
+	isStart := func(r testlog.Record) bool {
+		return r.Str("msg") == "Long-running task started." && strings.HasPrefix(r.Str("request_id"), "many-")
 	}
-	d.Logs.waitN(t, "all started", n, isStart)
+	d.Logs.WaitN(t, "all started", n, isStart)
 	for _, c := range conns {
 		c.Close()
 	}
-	isAccess := func(r record) bool {
-		return r.str("msg") == "request" && strings.HasPrefix(r.str("request_id"), "many-")
+	isAccess := func(r testlog.Record) bool {
+		return r.Str("msg") == "request" && strings.HasPrefix(r.Str("request_id"), "many-")
 	}
-	for _, a := range d.Logs.waitN(t, "all access logs", n, isAccess) {
-		if a.num("status") != cancelhttp.StatusClientClosedRequest || a.str("cause") != "client disconnected" {
+	for _, a := range d.Logs.WaitN(t, "all access logs", n, isAccess) {
+		if a.Num("status") != cancelhttp.StatusClientClosedRequest || a.Str("cause") != "client disconnected" {
 			t.Errorf("access log %v; want 499, client disconnected", a)
 		}
 	}
 	for i := range n {
 		checkCancelled(t, d.Logs, fmt.Sprintf("many-%03d", i), "client disconnected", 0)
 	}
-	if k := d.Logs.count(func(r record) bool {
-		return strings.HasPrefix(r.str("request_id"), "many-") && strings.HasPrefix(r.str("msg"), "Iteration ")
+	if k := d.Logs.Count(func(r testlog.Record) bool {
+		return strings.HasPrefix(r.Str("request_id"), "many-") && strings.HasPrefix(r.Str("msg"), "Iteration ")
 	}); k != 0 {
 		t.Errorf("%d steps completed", k)
 	}
@@ -298,17 +284,10 @@ func TestTaskHTTP2StreamReset(t *testing.T) {
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, "GET", d.URL+"/longrunningtask?iterations=3&interval=1h", nil)
 	req.Header.Set("X-Request-Id", "h2-reset")
-	errc := make(chan error, 1)
-	go func() {
-		resp, err := client.Do(req)
-		if err == nil {
-			resp.Body.Close()
-		}
-		errc <- err
-	}()
-	d.Logs.wait(t, "start", msgID("Long-running task started.", "h2-reset"))
+	errc := testlog.DoAsync(client, req)
+	d.Logs.Wait(t, "start", msgID("Long-running task started.", "h2-reset"))
 	cancel() // RST_STREAM
-	if err := recv(t, "client error", errc); !errors.Is(err, context.Canceled) {
+	if err := testlog.Recv(t, "client error", errc); !errors.Is(err, context.Canceled) {
 		t.Errorf("client: %v, want context.Canceled", err)
 	}
 	checkCancelled(t, d.Logs, "h2-reset", "client disconnected", 0)
@@ -357,7 +336,7 @@ func TestTaskMalformedTimeoutHeader(t *testing.T) {
 			t.Errorf("%v: got %d %q, want 400 malformed", h, code, body)
 		}
 	}
-	if n := d.Logs.count(msgID("Long-running task started.", "malformed")); n != 0 {
+	if n := d.Logs.Count(msgID("Long-running task started.", "malformed")); n != 0 {
 		t.Errorf("the task started %d times", n)
 	}
 }
@@ -390,7 +369,7 @@ func TestTaskFailure(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			logs := newLogSink()
+			logs := testlog.NewSink()
 			logger := slog.New(slog.NewJSONHandler(logs, nil))
 			ts := httptest.NewServer(cancelhttp.Handler(&taskHandler{logger: logger, step: tt.step}, cancelhttp.WithLogger(logger)))
 			defer ts.Close()
@@ -398,11 +377,11 @@ func TestTaskFailure(t *testing.T) {
 			if code != 500 || body != "Internal error." {
 				t.Errorf("got %d %q, want 500 Internal error.", code, body)
 			}
-			r := logs.wait(t, "failure record", msgID("Long-running task failed.", "fail"))
-			if !strings.Contains(r.str("error"), "disk on fire") && !strings.Contains(r.str("error"), "dependency") {
+			r := logs.Wait(t, "failure record", msgID("Long-running task failed.", "fail"))
+			if !strings.Contains(r.Str("error"), "disk on fire") && !strings.Contains(r.Str("error"), "dependency") {
 				t.Errorf("failure record %v does not say what failed", r)
 			}
-			if r.num("completed") != 1 {
+			if r.Num("completed") != 1 {
 				t.Errorf("failure record %v, want completed=1", r)
 			}
 		})
@@ -412,7 +391,7 @@ func TestTaskFailure(t *testing.T) {
 func TestTaskWithoutMiddleware(t *testing.T) {
 	t.Parallel()
 	// The handler works behind plain net/http too: it links its own token.
-	logs := newLogSink()
+	logs := testlog.NewSink()
 	ts := httptest.NewServer(&taskHandler{logger: slog.New(slog.NewJSONHandler(logs, nil))})
 	defer ts.Close()
 	code, body, _ := do(t, h1Client(t), "GET", ts.URL+"/longrunningtask?iterations=2&interval=1ms", "plain", nil)
