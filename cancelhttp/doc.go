@@ -26,7 +26,7 @@
 //     response echoes X-Request-Id only when the client sent a valid one;
 //     generated ids stay on the server unless [WithResponseRequestID] is
 //     given, because setting a header the handler did not set costs about
-//     4% of requests/s for a small handler (see [WithResponseRequestID]).
+//     5% of requests/s for a small handler (see [WithResponseRequestID]).
 //   - Send outbound requests through a [Transport], with the request's
 //     context (http.NewRequestWithContext): the server at the other end then
 //     gets the remaining time as Connect-Timeout-Ms, and a request whose
