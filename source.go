@@ -465,8 +465,11 @@ func (s *Source) releaseLinks() {
 // TryReset makes a live Source reusable, for pooling: it disarms the timer
 // and drops every registration (their callbacks never run and their Stop
 // returns false) and reports true. Links to parents and to linked children
-// are kept. On a canceled Source, or one whose deadline has already passed,
-// it returns false and changes nothing.
+// are kept. The dropped registrations include those the context package made
+// for contexts derived from the Token (context.WithCancel(tok) and friends),
+// which are then no longer canceled by it: reset only a Source whose work is
+// over, as a pool does. On a canceled Source, or one whose deadline has
+// already passed, it returns false and changes nothing.
 //
 // TryReset does not block and is safe against concurrent calls of any method;
 // a Cancel that races with it either wins (TryReset returns false) or runs
