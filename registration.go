@@ -28,6 +28,23 @@ type node struct {
 	owner      *Source
 }
 
+// A cbNode is a registered callback: a node, and rid, the id it is
+// registered under now. Stop "stops" a registration by bumping the id in
+// the node's word (one CAS, no lock needed to win against Cancel): a node
+// whose word id differs from rid is stopped. rid is written under the
+// owner's lock when the node is (re)registered, and a node is never
+// re-registered while a cancellation may still be running it.
+type cbNode struct {
+	node
+	rid uint64
+}
+
+// asCallback returns the cbNode of the callback node n (word without kindLink).
+func asCallback(n *node) *cbNode { return (*cbNode)(unsafe.Pointer(n)) }
+
+// stopped reports whether the callback node n, whose word is w, was stopped.
+func stopped(n *node, w uint64) bool { return w>>idShift != asCallback(n).rid }
+
 func funcPtr(f func()) unsafe.Pointer { return *(*unsafe.Pointer)(unsafe.Pointer(&f)) }
 func ptrFunc(p unsafe.Pointer) func() { return *(*func())(unsafe.Pointer(&p)) }
 
@@ -116,16 +133,20 @@ func (t Token) register(f func()) (Registration, bool) {
 	}
 	var n *node
 	if x := s.x.Load(); x != nil && x.spare != nil {
-		n = x.spare // its word is already pending, with a fresh id
+		n = x.spare // its word is pending, with the id its Stop moved to
 		x.spare = nil
 	} else {
-		n = &node{owner: s}
-		n.word.init(nPending)
+		cb := &cbNode{}
+		cb.owner = s
+		cb.word.init(nPending)
+		n = &cb.node
 	}
+	id := n.word.Load() >> idShift
+	asCallback(n).rid = id
 	n.ref = funcPtr(f)
 	s.push(n)
 	s.mu.Unlock()
-	return Registration{n, n.word.Load() >> idShift}, true
+	return Registration{n, id}, true
 }
 
 // AfterFunc arranges for f to run when the token is canceled and returns a
@@ -164,7 +185,10 @@ func (r Registration) Stop() bool {
 	if n == nil {
 		return false
 	}
-	if !n.word.CompareAndSwap(r.id<<idShift|nPending, r.id<<idShift|nStopped) {
+	// Moving the id on both stops this registration (Cancel skips a node
+	// whose id is not the one it was registered under) and readies the
+	// node for its next use, which r can never act on.
+	if !n.word.CompareAndSwap(r.id<<idShift|nPending, (r.id+1)<<idShift|nPending) {
 		return false
 	}
 	s := n.owner
@@ -173,14 +197,11 @@ func (r Registration) Stop() bool {
 	x := s.x.Load()
 	if s.live() {
 		s.remove(n)
-		// Keep the node for the next Register, with a fresh id so that r
-		// can never act on it again.
 		if x == nil {
 			x = s.extra()
 		}
 		if x.spare == nil {
-			n.word.Store((r.id+1)<<idShift | nPending)
-			x.spare = n
+			x.spare = n // kept for the next Register
 		}
 	}
 	if x != nil {

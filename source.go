@@ -417,7 +417,7 @@ func runAll(s *Source, head *node, panics []Recovered) []Recovered {
 				c.releaseLinks()
 				panics = runAll(c, pc.head, panics)
 			}
-		} else if w&stateMask == nPending && n.word.CompareAndSwap(w, w&^stateMask|nRunning) {
+		} else if w&stateMask == nPending && !stopped(n, w) && n.word.CompareAndSwap(w, w&^stateMask|nRunning) {
 			f := ptrFunc(n.ref)
 			n.ref = nil
 			panics = call(f, panics)
@@ -490,11 +490,10 @@ func (s *Source) TryReset() bool {
 	for n := s.head; n != nil; {
 		next := n.next
 		if w := n.word.Load(); w&kindLink == 0 {
-			if w&stateMask == nPending && n.word.CompareAndSwap(w, w&^stateMask|nStopped) {
+			if w&stateMask == nPending && !stopped(n, w) && n.word.CompareAndSwap(w, (w>>idShift+1)<<idShift|nPending) {
 				s.remove(n)
 				n.ref = nil
 				if x != nil && x.spare == nil {
-					n.word.Store((w>>idShift+1)<<idShift | nPending)
 					x.spare = n
 				}
 			}
