@@ -7,10 +7,10 @@ import (
 )
 
 // node.word: the low two bits are the state, kindLink marks a link to a child
-// Source, and the rest is the node's id, bumped each time a registration node
-// is recycled so that a stale Registration can never act on its next use.
+// Source, and the rest is the node's id, which Stop and TryReset move on (see
+// cbNode) so that a stale Registration can never act on the node's next use.
+// The zero word (state 0) is a node in no list.
 const (
-	nStopped  uint64 = 0 // stopped or dropped (and the zero node)
 	nPending  uint64 = 1
 	nRunning  uint64 = 2
 	nDone     uint64 = 3
@@ -204,11 +204,7 @@ func (r Registration) Stop() bool {
 			x.spare = n // kept for the next Register
 		}
 	}
-	if x != nil {
-		if m := x.more.Load(); m != nil && m.waiters.Load() > 0 {
-			m.cond.Broadcast()
-		}
-	}
+	s.wakeWaitersLocked()
 	s.mu.Unlock()
 	return true
 }

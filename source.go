@@ -35,7 +35,6 @@ const (
 type Source struct {
 	mu    sync.Mutex
 	state atomicU32
-	_     uint32
 	done  unsafe.Pointer // chan struct{}, made on demand
 	head  *node          // registrations and child links, newest first; under mu
 	cause *error         // nil: the default cause for the Err; written once
@@ -147,8 +146,8 @@ func New(parents ...context.Context) *Source {
 			return s
 		}
 	}
-	tokens, valuesElsewhere := 0, false
-	for i, p := range parents {
+	tokens := 0
+	for _, p := range parents {
 		switch p := p.(type) {
 		case nil:
 			panic("cancellation: nil parent")
@@ -156,62 +155,47 @@ func New(parents ...context.Context) *Source {
 			if p.s != nil {
 				tokens++
 			}
-		default:
-			if i == 0 && p != context.Background() && p != context.TODO() {
-				valuesElsewhere = true
-			}
 		}
 	}
-	s := newSource(tokens >= 2 || valuesElsewhere)
-	switch first := parents[0].(type) {
-	case Token:
-		if first.s != nil {
-			s.state.init(stLinkValues)
-		}
-	default:
-		if first != context.Background() && first != context.TODO() {
-			s.extra().values = first
+	// Values come from the first parent: through the embedded link when it
+	// is a Token, else from extra.values (nothing for Background and TODO).
+	var values context.Context
+	if first := parents[0]; first != context.Background() && first != context.TODO() {
+		if _, isToken := first.(Token); !isToken {
+			values = first
 		}
 	}
-	// Assign a link node to every Token parent before linking any, while no
+	s := newSource(tokens >= 2 || values != nil)
+	if t, ok := parents[0].(Token); ok && t.s != nil {
+		s.state.init(stLinkValues)
+	}
+	if values != nil {
+		s.x.Load().values = values
+	}
+	// Give every Token parent its link node before linking any, while no
 	// other goroutine can see s.
-	nlinks := 0
+	k := 0
 	for _, p := range parents {
 		if t, ok := p.(Token); ok && t.s != nil {
-			var ln *node
-			switch nlinks {
-			case 0:
-				ln = &s.link
-			case 1:
-				ln = &s.extra().link2
-			default:
-				ln = &node{}
+			if k >= 2 {
 				m := s.more()
-				m.others = append(m.others, parentLink{ctx: p, n: ln})
+				m.others = append(m.others, parentLink{ctx: p, n: &node{}})
 			}
+			ln := s.linkNode(k)
 			ln.owner, ln.ref = t.s, unsafe.Pointer(s)
 			ln.word.init(kindLink | nPending)
-			nlinks++
+			k++
 		}
 	}
-	i := 0
+	k = 0
 	for _, p := range parents {
 		if !s.live() {
 			break
 		}
 		if t, ok := p.(Token); ok {
 			if t.s != nil {
-				var ln *node
-				switch i {
-				case 0:
-					ln = &s.link
-				case 1:
-					ln = &s.x.Load().link2
-				default:
-					ln = s.x.Load().more.Load().others[i-2].n
-				}
-				i++
-				s.linkTo(t.s, ln)
+				s.linkTo(t.s, s.linkNode(k))
+				k++
 			}
 			continue
 		}
@@ -221,25 +205,20 @@ func New(parents ...context.Context) *Source {
 		}
 		select {
 		case <-done:
-			s.cancelFinish(s.cancelFromParent(errState(p.Err()), context.Cause(p)))
+			s.cancelBy(p)
 			// Kept (not linked) so that Deadline still reports its deadline.
-			s.mu.Lock()
-			m := s.more()
-			m.others = append(m.others, parentLink{ctx: p})
-			s.mu.Unlock()
+			s.addOther(parentLink{ctx: p})
 			continue
 		default:
 		}
 		stop := context.AfterFunc(p, func() {
-			// Runs on a goroutine of the context package.
-			if panics := s.cancelFinish(s.cancelFromParent(errState(p.Err()), context.Cause(p))); len(panics) > 0 {
+			// Runs on a goroutine of the context package: a panic has no
+			// caller to go to.
+			if panics := s.cancelBy(p); len(panics) > 0 {
 				panic(&PanicError{Recovered: panics})
 			}
 		})
-		s.mu.Lock()
-		m := s.more()
-		m.others = append(m.others, parentLink{ctx: p, stop: stop})
-		s.mu.Unlock()
+		s.addOther(parentLink{ctx: p, stop: stop})
 	}
 	if !s.live() {
 		// Canceled while linking (a parent was done, or fired meanwhile):
@@ -249,6 +228,35 @@ func New(parents ...context.Context) *Source {
 	return s
 }
 
+// linkNode returns the link node of s's k-th Token parent: embedded in s,
+// in its extra, or in more.others (where New puts them first, in order).
+func (s *Source) linkNode(k int) *node {
+	switch k {
+	case 0:
+		return &s.link
+	case 1:
+		return &s.x.Load().link2
+	default:
+		return s.x.Load().more.Load().others[k-2].n
+	}
+}
+
+// addOther records a parent that is not linked through a link node.
+func (s *Source) addOther(pl parentLink) {
+	s.mu.Lock()
+	m := s.more()
+	m.others = append(m.others, pl)
+	s.mu.Unlock()
+}
+
+// cancelBy cancels s because its context parent p is done, with p's Err
+// and cause, and returns the panics of s's callbacks.
+func (s *Source) cancelBy(p context.Context) []Recovered {
+	errSt := errState(p.Err())
+	_, panics := s.cancel(errSt, boxCause(errSt, context.Cause(p)), nil)
+	return panics
+}
+
 // linkTo adds s's link node ln to the Token parent p's list, or cancels s if
 // p is already canceled.
 func (s *Source) linkTo(p *Source, ln *node) {
@@ -256,7 +264,7 @@ func (s *Source) linkTo(p *Source, ln *node) {
 	if st := p.state.Load(); st&phaseMask != stLive {
 		errSt, cause := st&stDeadline, p.cause
 		p.mu.Unlock()
-		s.cancelFinish(s.cancelFromParentBoxed(errSt, cause))
+		s.cancel(errSt, cause, nil) // no callbacks yet: New is still running
 		return
 	}
 	p.push(ln)
@@ -322,48 +330,32 @@ func (s *Source) cancelTo(errSt uint32, cause *error) bool {
 	if !s.live() {
 		return false
 	}
+	won, panics := s.cancel(errSt, cause, nil)
+	if len(panics) > 0 {
+		panic(&PanicError{Recovered: panics})
+	}
+	return won
+}
+
+// cancel cancels s, if it is live, on the calling goroutine: it publishes
+// the cancellation, releases the links to the parents, runs the callbacks
+// and cancels the linked children. It reports whether it won, and returns
+// the callbacks' panics appended to panics.
+func (s *Source) cancel(errSt uint32, cause *error, panics []Recovered) (bool, []Recovered) {
 	s.mu.Lock()
 	head, ok := s.cancelLocked(errSt, cause)
 	s.mu.Unlock()
 	if !ok {
-		return false
+		return false, panics
 	}
+	return true, s.finishCancel(head, panics)
+}
+
+// finishCancel is the part of a cancellation after cancelLocked, run
+// without s.mu: it releases the links and runs the detached list.
+func (s *Source) finishCancel(head *node, panics []Recovered) []Recovered {
 	s.releaseLinks()
-	if panics := runAll(s, head, nil); len(panics) > 0 {
-		panic(&PanicError{Recovered: panics})
-	}
-	return true
-}
-
-// pendingCancel is a cancellation that won the state but has not yet run its
-// callbacks.
-type pendingCancel struct {
-	s    *Source
-	head *node
-	ok   bool
-}
-
-// cancelFromParent starts a cancellation caused by a parent; the caller
-// must pass the result to cancelFinish.
-func (s *Source) cancelFromParent(errSt uint32, cause error) pendingCancel {
-	return s.cancelFromParentBoxed(errSt, boxCause(errSt, cause))
-}
-
-func (s *Source) cancelFromParentBoxed(errSt uint32, cause *error) pendingCancel {
-	s.mu.Lock()
-	head, ok := s.cancelLocked(errSt, cause)
-	s.mu.Unlock()
-	return pendingCancel{s, head, ok}
-}
-
-// cancelFinish releases the links and runs the callbacks of a cancellation
-// started by cancelFromParent and returns their panics.
-func (s *Source) cancelFinish(c pendingCancel) []Recovered {
-	if !c.ok {
-		return nil
-	}
-	c.s.releaseLinks()
-	return runAll(c.s, c.head, nil)
+	return runAll(s, head, panics)
 }
 
 // cancelLocked moves s from live to canceled and detaches its registrations,
@@ -376,11 +368,11 @@ func (s *Source) cancelLocked(errSt uint32, cause *error) (*node, bool) {
 	}
 	flags := st & stLinkValues
 	s.cause = cause
-	if p := atomic.LoadPointer(&s.done); p != nil {
+	if done := s.loadDone(); done != nil {
 		// Readers that see stCanceling wait on s.mu, so that a closed Done
 		// implies a non-nil Err and IsCanceled implies a closed Done.
 		s.state.Store(flags | stCanceling | errSt)
-		close(*(*chan struct{})(unsafe.Pointer(&p)))
+		close(done)
 	}
 	if x := s.x.Load(); x != nil {
 		x.spare = nil
@@ -412,11 +404,7 @@ func runAll(s *Source, head *node, panics []Recovered) []Recovered {
 		if w&kindLink != 0 {
 			// A link is removed from the list only under s.mu while s is
 			// live, so this detached list owns it: no arbitration needed.
-			c := (*Source)(n.ref)
-			if pc := c.cancelFromParentBoxed(errSt, cause); pc.ok {
-				c.releaseLinks()
-				panics = runAll(c, pc.head, panics)
-			}
+			_, panics = (*Source)(n.ref).cancel(errSt, cause, panics)
 		} else if w&stateMask == nPending && !stopped(n, w) && n.word.CompareAndSwap(w, w&^stateMask|nRunning) {
 			f := ptrFunc(n.ref)
 			n.ref = nil
@@ -501,8 +489,15 @@ func (s *Source) TryReset() bool {
 		}
 		n = next
 	}
+	s.wakeWaitersLocked()
+	return true
+}
+
+// wakeWaitersLocked wakes the goroutines in Registration.Wait, if any, to
+// look at their registration again. s.mu must be held (so that none is
+// between its check and its sleep).
+func (s *Source) wakeWaitersLocked() {
 	if m := s.loadMore(); m != nil && m.waiters.Load() > 0 {
 		m.cond.Broadcast()
 	}
-	return true
 }

@@ -186,8 +186,7 @@ func (s *Source) onTimer(ts *timerState) {
 	}
 	head, _ := s.cancelLocked(stDeadline, ts.cause)
 	s.mu.Unlock()
-	s.releaseLinks()
-	if panics := runAll(s, head, nil); len(panics) > 0 {
+	if panics := s.finishCancel(head, nil); len(panics) > 0 {
 		// There is no caller to report to: this is the timer's goroutine.
 		panic(&PanicError{Recovered: panics})
 	}

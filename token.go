@@ -36,15 +36,19 @@ func (t Token) IsCanceled() bool {
 	return st&phaseMask != stLive
 }
 
-// published waits for a canceling phase to end (it holds s.mu) and returns
-// the final state.
-func (s *Source) published(st uint32) uint32 {
-	if st&phaseMask == stCanceling {
-		s.mu.Lock()
-		st = s.state.Load()
-		s.mu.Unlock()
+// settled returns s's state once a canceling phase, if any, has ended: that
+// phase lasts while the canceling goroutine holds s.mu.
+func (s *Source) settled() uint32 {
+	if st := s.state.Load(); st&phaseMask != stCanceling {
+		return st
 	}
-	return st
+	return s.settledSlow()
+}
+
+func (s *Source) settledSlow() uint32 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.state.Load()
 }
 
 // CanBeCanceled reports whether the token can ever be canceled: false only
@@ -57,21 +61,17 @@ func (t Token) CanBeCanceled() bool { return t.s != nil }
 // Once Done is closed, Err is non-nil. Err takes no lock once the
 // cancellation is published.
 func (t Token) Err() error {
-	s := t.s
-	if s == nil {
+	if t.s == nil {
 		return nil
 	}
-	st := s.state.Load()
-	if st&phaseMask == stLive {
+	switch st := t.s.settled(); {
+	case st&phaseMask == stLive:
 		return nil
-	}
-	if st&phaseMask == stCanceling {
-		s.published(st)
-	}
-	if st&stDeadline != 0 {
+	case st&stDeadline != 0:
 		return context.DeadlineExceeded
+	default:
+		return context.Canceled
 	}
-	return context.Canceled
 }
 
 // Cause returns nil while the token is live, and the cause of its
@@ -79,16 +79,14 @@ func (t Token) Err() error {
 // for Cancel, context.DeadlineExceeded for a timer, or the parent's cause for
 // a cancellation that came from a parent. context.Cause(t) returns the same.
 func (t Token) Cause() error {
-	s := t.s
-	if s == nil {
+	if t.s == nil {
 		return nil
 	}
-	st := s.state.Load()
+	st := t.s.settled()
 	if st&phaseMask == stLive {
 		return nil
 	}
-	st = s.published(st)
-	return causeOf(st&stDeadline, s.cause)
+	return causeOf(st&stDeadline, t.s.cause)
 }
 
 var closedChan = func() chan struct{} {
@@ -105,13 +103,13 @@ func (t Token) Done() <-chan struct{} {
 	if s == nil {
 		return nil
 	}
-	if p := atomic.LoadPointer(&s.done); p != nil {
-		return *(*chan struct{})(unsafe.Pointer(&p))
+	if c := s.loadDone(); c != nil {
+		return c
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if p := atomic.LoadPointer(&s.done); p != nil {
-		return *(*chan struct{})(unsafe.Pointer(&p))
+	if c := s.loadDone(); c != nil {
+		return c
 	}
 	c := closedChan
 	if s.live() {
@@ -119,6 +117,12 @@ func (t Token) Done() <-chan struct{} {
 	}
 	atomic.StorePointer(&s.done, *(*unsafe.Pointer)(unsafe.Pointer(&c)))
 	return c
+}
+
+// loadDone returns s's done channel, or nil if Done was never called.
+func (s *Source) loadDone() chan struct{} {
+	p := atomic.LoadPointer(&s.done)
+	return *(*chan struct{})(unsafe.Pointer(&p))
 }
 
 // Deadline reports the earliest of the Source's armed deadline and its
