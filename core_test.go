@@ -1151,6 +1151,16 @@ func TestRaceEverything(t *testing.T) {
 		wg.Wait()
 		s.Cancel()
 		p.Cancel()
+		// Besides what the race detector checks: the end state is consistent.
+		if !tok.IsCanceled() || !closed(tok.Done()) || tok.Err() == nil {
+			t.Fatal("source not canceled after Cancel")
+		}
+		if n := cancellation.ListLen(s); n != 0 {
+			t.Fatalf("canceled source still lists %d nodes", n)
+		}
+		if r := tok.Register(func() {}); r.Stop() {
+			t.Fatal("Stop of a registration on a canceled token = true")
+		}
 	}
 }
 
