@@ -1,6 +1,7 @@
 package cancellation
 
 import (
+	"runtime"
 	"runtime/debug"
 	"sync"
 	"unsafe"
@@ -242,14 +243,25 @@ func waitable(w, id uint64) bool {
 	return w>>idShift == id && (st == nPending || st == nRunning)
 }
 
-// call runs f, recovering a panic into panics.
-func call(f func(), panics []Recovered) (out []Recovered) {
-	out = panics
+// call runs f and returns the panic it recovered, if any. A panic(nil) is
+// reported as a *runtime.PanicNilError, also when GODEBUG=panicnil=1 makes
+// recover return nil for it. If f calls runtime.Goexit, call does not return
+// (see runAll).
+func call(f func()) (rec Recovered, panicked bool) {
+	returned := false
 	defer func() {
-		if v := recover(); v != nil {
-			out = append(out, Recovered{Value: v, Stack: debug.Stack()})
+		if returned {
+			return
 		}
+		v := recover()
+		if v == nil {
+			// panic(nil) under GODEBUG=panicnil=1, or runtime.Goexit (then
+			// the goroutine goes on exiting and this is never returned).
+			v = new(runtime.PanicNilError)
+		}
+		rec, panicked = Recovered{Value: v, Stack: debug.Stack()}, true
 	}()
 	f()
-	return out
+	returned = true
+	return rec, false
 }

@@ -14,9 +14,12 @@ import (
 //
 // A source goes live → canceling → canceled exactly once. The canceling phase
 // lasts only while the winning goroutine holds s.mu (it closes the done
-// channel in that window), so a reader that sees stCanceling takes the lock
-// to wait for it: that is what makes "IsCanceled is true ⇒ Done is closed"
-// and "Done is closed ⇒ Err is non-nil" both hold.
+// channel in that window, and runs no user code), so a reader that sees
+// stCanceling parks until it ends: Err and Cause on s.mu, IsCanceled on the
+// done channel (which exists, or there is no canceling phase). That is what
+// makes "IsCanceled is true ⇒ Done is closed" and "Done is closed ⇒ Err is
+// non-nil" both hold without anyone spinning on another goroutine's
+// progress.
 const (
 	stLive       uint32 = 0
 	stCanceling  uint32 = 1
@@ -205,7 +208,7 @@ func New(parents ...context.Context) *Source {
 		}
 		select {
 		case <-done:
-			s.cancelBy(p)
+			s.cancelBy(p, nil)
 			// Kept (not linked) so that Deadline still reports its deadline.
 			s.addOther(parentLink{ctx: p})
 			continue
@@ -214,9 +217,9 @@ func New(parents ...context.Context) *Source {
 		stop := context.AfterFunc(p, func() {
 			// Runs on a goroutine of the context package: a panic has no
 			// caller to go to.
-			if panics := s.cancelBy(p); len(panics) > 0 {
-				panic(&PanicError{Recovered: panics})
-			}
+			var r cancelRun
+			s.cancelBy(p, &r)
+			r.raise()
 		})
 		s.addOther(parentLink{ctx: p, stop: stop})
 	}
@@ -250,11 +253,10 @@ func (s *Source) addOther(pl parentLink) {
 }
 
 // cancelBy cancels s because its context parent p is done, with p's Err
-// and cause, and returns the panics of s's callbacks.
-func (s *Source) cancelBy(p context.Context) []Recovered {
+// and cause, collecting the panics of s's callbacks in r.
+func (s *Source) cancelBy(p context.Context, r *cancelRun) {
 	errSt := errState(p.Err())
-	_, panics := s.cancel(errSt, boxCause(errSt, context.Cause(p)), nil)
-	return panics
+	s.cancel(errSt, boxCause(errSt, context.Cause(p)), r)
 }
 
 // linkTo adds s's link node ln to the Token parent p's list, or cancels s if
@@ -330,32 +332,34 @@ func (s *Source) cancelTo(errSt uint32, cause *error) bool {
 	if !s.live() {
 		return false
 	}
-	won, panics := s.cancel(errSt, cause, nil)
-	if len(panics) > 0 {
-		panic(&PanicError{Recovered: panics})
-	}
+	var r cancelRun
+	won := s.cancel(errSt, cause, &r)
+	r.raise()
 	return won
 }
 
 // cancel cancels s, if it is live, on the calling goroutine: it publishes
 // the cancellation, releases the links to the parents, runs the callbacks
-// and cancels the linked children. It reports whether it won, and returns
-// the callbacks' panics appended to panics.
-func (s *Source) cancel(errSt uint32, cause *error, panics []Recovered) (bool, []Recovered) {
+// and cancels the linked children, collecting their panics in r (which may
+// be nil only when s can have no callbacks yet). It reports whether it won.
+func (s *Source) cancel(errSt uint32, cause *error, r *cancelRun) bool {
 	s.mu.Lock()
 	head, ok := s.cancelLocked(errSt, cause)
 	s.mu.Unlock()
 	if !ok {
-		return false, panics
+		return false
 	}
-	return true, s.finishCancel(head, panics)
+	s.finishCancel(head, r)
+	return true
 }
 
 // finishCancel is the part of a cancellation after cancelLocked, run
 // without s.mu: it releases the links and runs the detached list.
-func (s *Source) finishCancel(head *node, panics []Recovered) []Recovered {
+func (s *Source) finishCancel(head *node, r *cancelRun) {
 	s.releaseLinks()
-	return runAll(s, head, panics)
+	if head != nil {
+		r.runAll(s, head)
+	}
 }
 
 // cancelLocked moves s from live to canceled and detaches its registrations,
@@ -389,36 +393,84 @@ func (s *Source) cancelLocked(errSt uint32, cause *error) (*node, bool) {
 	return head, true
 }
 
-// runAll runs the detached registrations of the canceled s, newest first, and
-// cancels the linked children; it returns the panics recovered, appended to
-// panics.
-func runAll(s *Source, head *node, panics []Recovered) []Recovered {
-	if head == nil {
-		return panics
+// A cancelRun is one cancellation on one goroutine: the panics recovered
+// from its callbacks and from those of the linked children it cancels, and
+// how deeply runAll is nested (children run inside their parent's runAll).
+type cancelRun struct {
+	panics []Recovered
+	depth  int
+}
+
+// raise panics with the recovered panics, if any.
+func (r *cancelRun) raise() {
+	if len(r.panics) > 0 {
+		panic(&PanicError{Recovered: r.panics})
 	}
+}
+
+// runAll runs the detached registrations of the canceled s, newest first,
+// and cancels the linked children.
+//
+// A callback that calls runtime.Goexit (t.FailNow in a test does) ends the
+// goroutine, but not before runAll's deferred call has finished the
+// cancellation: the callback's registration is marked done (its Wait
+// returns), the remaining callbacks run and the remaining children are
+// canceled. The outermost runAll then raises the panics recovered so far, if
+// any; otherwise the goroutine goes on exiting.
+func (r *cancelRun) runAll(s *Source, head *node) {
+	r.depth++
 	errSt, cause := s.state.Load()&stDeadline, s.cause
-	for n := head; n != nil; {
-		next := n.next
+	next := head
+	var running *node // the callback being called, until it is marked done
+	var runningW uint64
+	completed := false
+	defer func() {
+		r.depth--
+		if completed {
+			return
+		}
+		if running != nil {
+			s.callbackDone(running, runningW)
+		}
+		if next != nil {
+			r.runAll(s, next)
+		}
+		if r.depth == 0 {
+			r.raise()
+		}
+	}()
+	for next != nil {
+		n := next
+		next = n.next
 		n.next, n.prev = nil, nil
 		w := n.word.Load()
 		if w&kindLink != 0 {
 			// A link is removed from the list only under s.mu while s is
 			// live, so this detached list owns it: no arbitration needed.
-			_, panics = (*Source)(n.ref).cancel(errSt, cause, panics)
+			(*Source)(n.ref).cancel(errSt, cause, r)
 		} else if w&stateMask == nPending && !stopped(n, w) && n.word.CompareAndSwap(w, w&^stateMask|nRunning) {
 			f := ptrFunc(n.ref)
 			n.ref = nil
-			panics = call(f, panics)
-			n.word.Store(w&^stateMask | nDone)
-			if m := s.loadMore(); m != nil && m.waiters.Load() > 0 {
-				s.mu.Lock()
-				m.cond.Broadcast()
-				s.mu.Unlock()
+			running, runningW = n, w
+			if rec, panicked := call(f); panicked {
+				r.panics = append(r.panics, rec)
 			}
+			running = nil
+			s.callbackDone(n, w)
 		}
-		n = next
 	}
-	return panics
+	completed = true
+}
+
+// callbackDone marks the callback node n, whose word was w when it started,
+// as done, and wakes the goroutines waiting for it.
+func (s *Source) callbackDone(n *node, w uint64) {
+	n.word.Store(w&^stateMask | nDone)
+	if m := s.loadMore(); m != nil && m.waiters.Load() > 0 {
+		s.mu.Lock()
+		m.cond.Broadcast()
+		s.mu.Unlock()
+	}
 }
 
 // releaseLinks unlinks the canceled s from its parents. It is idempotent.

@@ -186,8 +186,8 @@ func (s *Source) onTimer(ts *timerState) {
 	}
 	head, _ := s.cancelLocked(stDeadline, ts.cause)
 	s.mu.Unlock()
-	if panics := s.finishCancel(head, nil); len(panics) > 0 {
-		// There is no caller to report to: this is the timer's goroutine.
-		panic(&PanicError{Recovered: panics})
-	}
+	// There is no caller to report panics to: this is the timer's goroutine.
+	var r cancelRun
+	s.finishCancel(head, &r)
+	r.raise()
 }

@@ -17,21 +17,21 @@ type Token struct {
 	s *Source
 }
 
-// IsCanceled reports whether the token is canceled. It is a single atomic
-// load, and small enough to be inlined; once it returns true, Done is
-// closed. It never waits for longer than a concurrent Cancel takes to
-// publish the cancellation (it does not wait for callbacks).
+// IsCanceled reports whether the token is canceled. Once it returns true,
+// Done is closed. It does not block: it is a single atomic load, small enough
+// to be inlined, except in the short window in which a concurrent Cancel
+// publishes the cancellation (before any callback runs), when it parks on
+// the Source's lock until that Cancel has closed Done. It never spins.
 func (t Token) IsCanceled() bool {
 	s := t.s
 	if s == nil {
 		return false
 	}
 	st := s.state.Load()
-	for st&phaseMask == stCanceling {
-		// The canceling phase is a few hundred nanoseconds inside Cancel
-		// (no user code runs in it); spinning keeps IsCanceled small
-		// enough to be inlined.
-		st = s.state.Load()
+	if st&phaseMask == stCanceling {
+		// Cancel closes Done in this phase (Done exists, or there would be
+		// no such phase): park until it has.
+		<-s.loadDone()
 	}
 	return st&phaseMask != stLive
 }
