@@ -1,5 +1,7 @@
 package cancellation
 
+import "time"
+
 // ListLen returns how many registrations and child links s's list holds.
 func ListLen(s *Source) int {
 	s.mu.Lock()
@@ -9,4 +11,11 @@ func ListLen(s *Source) int {
 		n++
 	}
 	return n
+}
+
+// SetWallClockOffset makes the package read the wall clock as time.Now()+d,
+// as after a clock step of d, until restore is called. Not for parallel tests.
+func SetWallClockOffset(d time.Duration) (restore func()) {
+	wallNow = func() time.Time { return time.Now().Add(d) }
+	return func() { wallNow = time.Now }
 }

@@ -2,6 +2,7 @@ package cancellation_test
 
 import (
 	"context"
+	"math"
 	"os"
 	"os/exec"
 	"runtime"
@@ -9,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/go-cancellation/cancellation"
@@ -209,4 +211,132 @@ func TestGoexitInGrandchildCallback(t *testing.T) {
 	if !sibling.Token().IsCanceled() || !g.Token().IsCanceled() {
 		t.Error("a child was left live")
 	}
+}
+
+// Defect 3: a deadline so far ahead that now+d overflows saturates: it
+// never fires, Deadline reports what was asked, and the Source stays usable.
+func TestFarDeadlinesSaturate(t *testing.T) {
+	t.Parallel()
+	s := cancellation.New()
+	before := time.Now()
+	s.CancelAfter(math.MaxInt64)
+	if d, ok := s.Token().Deadline(); !ok || d.Before(before.Add(290*365*24*time.Hour)) {
+		t.Errorf("CancelAfter(MaxInt64): Deadline = %v, %v; want about %v", d, ok, before.Add(math.MaxInt64))
+	}
+	if !s.TryReset() {
+		t.Error("TryReset after CancelAfter(MaxInt64) = false")
+	}
+	s.CancelAfter(math.MaxInt64)
+	s.CancelAfter(20 * time.Millisecond)
+	within(t, s.Token().Done(), "CancelAfter(20ms) after CancelAfter(MaxInt64)")
+
+	s2 := cancellation.New()
+	defer s2.Cancel()
+	s2.CancelAfter(math.MaxInt64)
+	ctx, cancel := context.WithTimeout(s2.Token(), 20*time.Millisecond)
+	defer cancel()
+	within(t, ctx.Done(), "context.WithTimeout(tok, 20ms) under CancelAfter(MaxInt64)")
+	if ctx.Err() != context.DeadlineExceeded || s2.Token().IsCanceled() {
+		t.Errorf("child Err = %v, parent canceled = %v", ctx.Err(), s2.Token().IsCanceled())
+	}
+
+	s3 := cancellation.New()
+	far := time.Date(9999, 12, 31, 0, 0, 0, 0, time.UTC)
+	s3.SetDeadline(far)
+	if d, ok := s3.Token().Deadline(); !ok || !d.Equal(far) {
+		t.Errorf("SetDeadline(9999): Deadline = %v, %v", d, ok)
+	}
+	if s3.Token().IsCanceled() || !s3.TryReset() {
+		t.Error("SetDeadline(9999): canceled, or TryReset = false")
+	}
+	s3.SetDeadline(far)
+	s3.SetDeadline(time.Now().Add(20 * time.Millisecond))
+	within(t, s3.Token().Done(), "SetDeadline(now+20ms) after SetDeadline(9999)")
+}
+
+// Defect 4: a deadline without a monotonic reading is a wall-clock time,
+// measured against the wall clock when it is set (as context.WithDeadline
+// does), whatever the wall clock did since the process started.
+func TestWallClockDeadline(t *testing.T) { // not parallel: it moves the package's wall clock
+	t.Run("clock stepped forward", func(t *testing.T) {
+		defer cancellation.SetWallClockOffset(time.Hour)()
+		s := cancellation.New()
+		at := time.Now().Add(time.Hour + 200*time.Millisecond).UTC() // wall clock + 200ms
+		start := time.Now()
+		s.SetDeadline(at)
+		if d, ok := s.Token().Deadline(); !ok || !d.Equal(at) {
+			t.Errorf("Deadline = %v, %v; want %v", d, ok, at)
+		}
+		within(t, s.Token().Done(), "a wall-clock deadline 200ms ahead") // not an hour
+		if el := time.Since(start); el < 150*time.Millisecond {
+			t.Errorf("fired after %v, want about 200ms", el)
+		}
+	})
+	t.Run("clock stepped back", func(t *testing.T) {
+		defer cancellation.SetWallClockOffset(-time.Hour)()
+		s := cancellation.New()
+		defer s.Cancel()
+		s.SetDeadline(time.Unix(0, time.Now().Add(-time.Hour+10*time.Second).UnixNano())) // wall clock + 10s
+		if s.Token().IsCanceled() {
+			t.Error("a wall-clock deadline 10s ahead fired at once")
+		}
+	})
+}
+
+// Defect 8: the Source's own deadline is reported only while armed: not
+// after Cancel, nor after the timer fired. Parents' deadlines still are.
+func TestDeadlineAfterCancellation(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		s := cancellation.New()
+		s.CancelAfter(time.Hour)
+		s.Cancel()
+		if d, ok := s.Token().Deadline(); ok {
+			t.Errorf("after Cancel: Deadline = %v", d)
+		}
+		s2 := cancellation.New()
+		s2.CancelAfter(time.Second)
+		<-s2.Token().Done()
+		if d, ok := s2.Token().Deadline(); ok {
+			t.Errorf("after the timer fired: Deadline = %v", d)
+		}
+		dl := time.Now().Add(time.Second)
+		ctx, cancel := context.WithDeadline(context.Background(), dl)
+		defer cancel()
+		c := cancellation.New(ctx)
+		c.CancelAfter(time.Hour)
+		<-c.Token().Done()
+		if d, ok := c.Token().Deadline(); !ok || !d.Equal(dl) {
+			t.Errorf("child of a timed-out context: Deadline = %v, %v; want %v", d, ok, dl)
+		}
+	})
+}
+
+// Defect 5 (documented on Token.Deadline): a stdlib child made while the
+// Token's deadline is sooner has no timer of its own, so it outlives its
+// timeout when the Token's timer is re-armed later; New(tok)+CancelAfter
+// keeps its own timer.
+func TestChildTimeoutUnderRearmedToken(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		p := cancellation.New()
+		defer p.Cancel()
+		p.CancelAfter(time.Second)
+		tok := p.Token()
+		std, cancel := context.WithTimeout(tok, 5*time.Second)
+		defer cancel()
+		own := cancellation.New(tok)
+		defer own.Cancel()
+		own.CancelAfter(5 * time.Second)
+		start := time.Now()
+		p.CancelAfter(time.Hour) // moves later
+		<-own.Token().Done()
+		if el := time.Since(start); el != 5*time.Second || own.Token().Err() != context.DeadlineExceeded {
+			t.Errorf("New(tok)+CancelAfter(5s): done after %v with %v", el, own.Token().Err())
+		}
+		time.Sleep(5 * time.Second)
+		if std.Err() != nil {
+			t.Error("the documented limitation is gone: update Token.Deadline's doc and docs/cancellation.md")
+		}
+	})
 }

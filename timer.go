@@ -2,6 +2,7 @@ package cancellation
 
 import (
 	"context"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -15,13 +16,40 @@ var epoch = time.Now()
 
 func monoNow() int64 { return int64(time.Since(epoch)) }
 
+// never is the deadline of a timer armed so far ahead that the monotonic
+// arithmetic would overflow: it never fires.
+const never = math.MaxInt64
+
+// wallNow reads the wall clock for deadlines given as a time.Time without a
+// monotonic reading; tests replace it to simulate clock steps.
+var wallNow = time.Now
+
+// until returns the time from now to the deadline dl (monoNow times),
+// saturated rather than overflowing.
+func until(dl, now int64) time.Duration {
+	d := dl - now
+	if d < 0 && dl >= now {
+		return math.MaxInt64
+	}
+	return time.Duration(d)
+}
+
+// after returns the monoNow time d after now, or never if that overflows.
+func after(now int64, d time.Duration) int64 {
+	if dl := now + int64(d); d <= 0 || dl >= now {
+		return dl
+	}
+	return never
+}
+
 // A timerState is a Source's timer. Timers are recycled through timerPool:
 // most timeouts are canceled before they fire, and re-arming a stopped
 // runtime timer costs a fraction of making one.
 type timerState struct {
 	t        *time.Timer
 	src      atomic.Pointer[Source] // the Source it serves
-	deadline int64                  // armed deadline (monoNow time); under src.mu
+	deadline int64                  // armed deadline (monoNow time, or never); under src.mu
+	asked    time.Time              // the deadline as SetDeadline was given it, or as CancelAfter saturated it; else zero
 	timerAt  int64                  // when t fires
 	cause    *error                 // the cause when the deadline fires (nil: DeadlineExceeded)
 	hasDL    bool                   // deadline is armed
@@ -65,24 +93,35 @@ func (ts *timerState) disarm() {
 	// and clears running.
 }
 
-// releaseTimer stops the canceled s's timer and recycles it unless it is
-// firing (then s keeps it, so Deadline still reports it). s.mu must be held.
+// releaseTimer detaches the timer from the canceled s (its own deadline is
+// no longer reported), stops it and recycles it unless it is firing (then
+// onTimer may still look at it, and finds s.tm != ts). s.mu must be held.
 func (s *Source) releaseTimer(ts *timerState) {
+	s.tm = nil
 	if ts.running && !ts.t.Stop() {
 		return
 	}
-	s.tm = nil
 	if ts.poolable {
 		ts.src.Store(nil)
-		ts.hasDL, ts.running, ts.cause = false, false, nil
+		ts.hasDL, ts.running, ts.cause, ts.asked = false, false, nil, time.Time{}
 		timerPool.Put(ts)
 	}
+}
+
+// reported is the deadline that Token.Deadline reports for ts.
+func (ts *timerState) reported() time.Time {
+	if !ts.asked.IsZero() {
+		return ts.asked
+	}
+	return epoch.Add(time.Duration(ts.deadline))
 }
 
 // CancelAfter arms s's timer to cancel it d from now, with Err and Cause
 // context.DeadlineExceeded; it replaces any armed deadline, later or earlier.
 // If d <= 0, CancelAfter cancels s synchronously, like [Source.CancelCause].
-// On a canceled Source it does nothing.
+// A d so large that now+d overflows (math.MaxInt64) means "never": the timer
+// never fires and Deadline reports time.Now().Add(d), as context.WithTimeout
+// would. On a canceled Source it does nothing.
 //
 // Re-arming is cheap: it allocates nothing and touches the runtime timer only
 // when the deadline moves earlier (a later deadline is noticed when the timer
@@ -100,12 +139,24 @@ func (s *Source) CancelAfterCause(d time.Duration, cause error) {
 		return
 	}
 	now := monoNow()
-	s.arm(now, now+int64(d), cause)
+	dl := after(now, d)
+	var asked time.Time
+	if dl == never {
+		asked = time.Now().Add(d) // saturated by package time
+	}
+	s.arm(now, dl, asked, cause)
 }
 
 // SetDeadline arms s's timer to cancel it at t, like [Source.CancelAfter]. A
 // t that is not in the future cancels s synchronously; the zero Time disarms
-// the timer.
+// the timer. Deadline reports t.
+//
+// A t with a monotonic clock reading (from time.Now) is measured on the
+// monotonic clock. A t without one (t.UTC(), time.Unix, time.Parse, a time
+// decoded from the wire) is a wall-clock time: it is measured against the
+// wall clock now, when SetDeadline is called, and the timer then runs for
+// that long, as with context.WithDeadline. A t so far ahead that the
+// duration overflows (year 9999) never fires.
 func (s *Source) SetDeadline(t time.Time) { s.SetDeadlineCause(t, nil) }
 
 // SetDeadlineCause is [Source.SetDeadline] with a cause, like
@@ -119,15 +170,29 @@ func (s *Source) SetDeadlineCause(t time.Time, cause error) {
 		s.mu.Unlock()
 		return
 	}
-	now, dl := monoNow(), int64(t.Sub(epoch))
+	now := monoNow()
+	var dl int64
+	if t != t.Round(0) {
+		// Monotonic: both t and epoch have a monotonic reading.
+		dl = int64(t.Sub(epoch))
+		if dl == math.MaxInt64 {
+			dl = never
+		}
+	} else {
+		// Wall clock: t.Sub uses the wall clock when t has no monotonic
+		// reading; saturated at math.MaxInt64.
+		dl = after(now, t.Sub(wallNow()))
+	}
 	if dl <= now {
 		s.cancelTo(stDeadline, boxCause(stDeadline, cause))
 		return
 	}
-	s.arm(now, dl, cause)
+	s.arm(now, dl, t, cause)
 }
 
-func (s *Source) arm(now, deadline int64, cause error) {
+// arm arms s's timer for the deadline dl (monoNow time, or never); asked is
+// what Deadline reports, if not zero.
+func (s *Source) arm(now, deadline int64, asked time.Time, cause error) {
 	if !s.live() {
 		return
 	}
@@ -139,16 +204,16 @@ func (s *Source) arm(now, deadline int64, cause error) {
 	ts := s.tm
 	switch {
 	case ts == nil:
-		ts = newTimerState(s, now, time.Duration(deadline-now))
+		ts = newTimerState(s, now, until(deadline, now))
 		s.tm = ts
 		ts.timerAt, ts.running = deadline, true
 	case !ts.running || deadline < ts.timerAt:
-		ts.t.Reset(time.Duration(deadline - now))
+		ts.t.Reset(until(deadline, now))
 		ts.timerAt, ts.running = deadline, true
 	}
 	// Otherwise the timer fires before the new deadline and onTimer re-arms
 	// it.
-	ts.deadline, ts.hasDL = deadline, true
+	ts.deadline, ts.hasDL, ts.asked = deadline, true, asked
 	if cause == nil || cause == context.DeadlineExceeded {
 		ts.cause = nil
 	} else if ts.cause == nil || !sameError(*ts.cause, cause) {
@@ -179,7 +244,7 @@ func (s *Source) onTimer(ts *timerState) {
 		return
 	}
 	if now := monoNow(); now < ts.deadline {
-		ts.t.Reset(time.Duration(ts.deadline - now))
+		ts.t.Reset(until(ts.deadline, now))
 		ts.timerAt = ts.deadline
 		s.mu.Unlock()
 		return

@@ -125,9 +125,23 @@ func (s *Source) loadDone() chan struct{} {
 	return *(*chan struct{})(unsafe.Pointer(&p))
 }
 
-// Deadline reports the earliest of the Source's armed deadline and its
-// parents' current deadlines. Unlike a context made by context.WithDeadline,
-// it moves when the Source's timer is re-armed. It does not block.
+// Deadline reports the earliest of the Source's own armed deadline and its
+// parents' current deadlines. It does not block.
+//
+// Unlike the deadline of a context made by context.WithDeadline, it moves:
+// later or earlier when the Source's timer is re-armed, and the Source's own
+// deadline is no longer reported once the Source is canceled (by Cancel or by
+// its timer) or reset; its parents' deadlines still are.
+//
+// Because it can move later, do not bound work under a re-armable Token with
+// context.WithTimeout(tok, d): when tok's deadline is sooner than d, the
+// context package gives the child no timer of its own (the parent would
+// expire first), so if tok's timer is then re-armed later, the child outlives
+// d. Derive a Source instead, whose timer is its own:
+//
+//	child := cancellation.New(tok)
+//	defer child.Cancel()
+//	child.CancelAfter(5 * time.Second)
 func (t Token) Deadline() (deadline time.Time, ok bool) {
 	s := t.s
 	if s == nil {
@@ -144,7 +158,7 @@ func (t Token) Deadline() (deadline time.Time, ok bool) {
 	s.mu.Lock()
 	var d time.Time
 	if ts := s.tm; ts != nil && ts.hasDL {
-		d = epoch.Add(time.Duration(ts.deadline))
+		d = ts.reported()
 	}
 	var p2 *Source
 	var others []parentLink
