@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Task systems side by side: River (Postgres, LISTEN/NOTIFY), asynq (Redis)
+# and taskd's task package (NATS JetStream, embedded). Starts a throwaway
+# Postgres and Redis on unix sockets in a temporary directory (Debian
+# packages postgresql and redis-server; nothing listens on TCP but the
+# benchmark's own loopback proxy and NATS), runs bench/tasks/cmd/taskbench,
+# prints the table and stops both servers.
+#
+#   bash bench/tasks.sh                  # 5 rounds; flags go to taskbench
+#   bash bench/tasks.sh -rounds 3 -window 90s
+set -euo pipefail
+cd "$(dirname "$0")"
+tmp=$(mktemp -d)
+chmod 755 "$tmp"
+pgbin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
+if [ -z "$pgbin" ] || ! command -v redis-server >/dev/null; then
+	echo "needs Debian's postgresql and redis-server: apt-get install -y postgresql redis-server" >&2
+	exit 1
+fi
+as_pg() {
+	if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+cleanup() {
+	[ -f "$tmp/pg/data/postmaster.pid" ] && as_pg "$pgbin/pg_ctl" -D "$tmp/pg/data" -m immediate stop >/dev/null 2>&1 || true
+	[ -f "$tmp/redis.pid" ] && kill "$(cat "$tmp/redis.pid")" 2>/dev/null || true
+	rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+mkdir -p "$tmp/pg" "$tmp/redis"
+[ "$(id -u)" = 0 ] && chown postgres "$tmp/pg"
+as_pg "$pgbin/initdb" -D "$tmp/pg/data" -U postgres -A trust --no-sync >"$tmp/initdb.log" 2>&1 || { cat "$tmp/initdb.log" >&2; exit 1; }
+# No TCP listener, a unix socket in $tmp/pg. synchronous_commit=off: neither
+# Redis (no AOF) nor JetStream (default sync interval) waits for the disk on
+# each write either.
+as_pg "$pgbin/pg_ctl" -D "$tmp/pg/data" -l "$tmp/pg/log" -w -o "-c listen_addresses='' -c unix_socket_directories=$tmp/pg -c synchronous_commit=off -c max_connections=300" start >/dev/null
+redis-server --port 0 --unixsocket "$tmp/redis/sock" --unixsocketperm 700 --dir "$tmp/redis" \
+	--save '' --appendonly no --daemonize yes --pidfile "$tmp/redis.pid" --logfile "$tmp/redis/log"
+for _ in $(seq 50); do [ -S "$tmp/redis/sock" ] && break; sleep 0.1; done
+export TASKBENCH_POSTGRES="unix:$tmp/pg/.s.PGSQL.5432" TASKBENCH_REDIS="unix:$tmp/redis/sock"
+
+go build -o "$tmp/taskbench" ./tasks/cmd/taskbench
+echo "$(go version), $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | xargs)"
+echo "$("$pgbin/postgres" --version), $(redis-server --version | cut -d' ' -f1-3)"
+"$tmp/taskbench" "$@"

@@ -1,0 +1,219 @@
+package tasks_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-cancellation/cancellation/bench/tasks"
+)
+
+func TestMain(m *testing.M) {
+	tasks.MaybeWorker() // the cross-process benchmarks start this binary as their worker
+	code := m.Run()
+	for _, s := range setups {
+		if s.cleanup != nil {
+			s.cleanup()
+		}
+	}
+	os.Exit(code)
+}
+
+type setup struct {
+	broker  tasks.Broker
+	cleanup func()
+	err     error
+}
+
+var (
+	setupMu sync.Mutex
+	setups  = map[string]*setup{}
+)
+
+// brokerOf sets up p once per process and skips b when p is unavailable
+// (no TASKBENCH_POSTGRES or TASKBENCH_REDIS, as in CI).
+func brokerOf(b *testing.B, p tasks.Peer) tasks.Broker {
+	b.Helper()
+	setupMu.Lock()
+	defer setupMu.Unlock()
+	s := setups[p.Name()]
+	if s == nil {
+		s = &setup{}
+		s.broker, s.cleanup, s.err = p.Setup(context.Background())
+		setups[p.Name()] = s
+	}
+	if errors.Is(s.err, tasks.ErrUnavailable) {
+		b.Skip(s.err)
+	}
+	if s.err != nil {
+		b.Fatal(s.err)
+	}
+	return s.broker
+}
+
+func eachPeer(b *testing.B, f func(*testing.B, tasks.Peer, tasks.Broker)) {
+	for _, p := range tasks.Peers() {
+		b.Run("system="+p.Name(), func(b *testing.B) { f(b, p, brokerOf(b, p)) })
+	}
+}
+
+// BenchmarkThroughput submits max(b.N, 200) no-op tasks to one node and
+// reports tasks per second.
+func BenchmarkThroughput(b *testing.B) {
+	eachPeer(b, func(b *testing.B, p tasks.Peer, br tasks.Broker) {
+		rate, err := tasks.Throughput(context.Background(), p, br, max(b.N, 200), 4, 50)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(0, "ns/op")
+		b.ReportMetric(rate, "tasks/s")
+	})
+}
+
+// BenchmarkCancelLatency cancels max(b.N, 20) running tasks one at a time,
+// from the node that runs them and from another process, and reports the
+// p50 and p99 of the time to the task's context being canceled.
+func BenchmarkCancelLatency(b *testing.B) {
+	eachPeer(b, func(b *testing.B, p tasks.Peer, br tasks.Broker) {
+		for _, where := range []string{"process", "remote"} {
+			b.Run("where="+where, func(b *testing.B) {
+				measure := tasks.CancelLatency
+				if where == "remote" {
+					measure = tasks.RemoteCancelLatency
+				}
+				lat, err := measure(context.Background(), p, br, max(b.N, 20), 10)
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.ReportMetric(0, "ns/op")
+				b.ReportMetric(ms(tasks.Percentile(lat, 50)), "p50-ms")
+				b.ReportMetric(ms(tasks.Percentile(lat, 99)), "p99-ms")
+			})
+		}
+	})
+}
+
+// BenchmarkMemory reports the bytes per running task (this process) and
+// per queued task (broker and this process).
+func BenchmarkMemory(b *testing.B) {
+	eachPeer(b, func(b *testing.B, p tasks.Peer, br tasks.Broker) {
+		ctx := context.Background()
+		running, err := tasks.MemoryRunning(ctx, p, br, max(b.N, 100))
+		if err != nil {
+			b.Fatal(err)
+		}
+		broker, heap, err := tasks.MemoryQueued(ctx, p, br, max(b.N, 200))
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(0, "ns/op")
+		b.ReportMetric(running, "B/running")
+		b.ReportMetric(broker, "broker-B/queued")
+		b.ReportMetric(heap, "heap-B/queued")
+	})
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// echoServer answers every line with itself, on 127.0.0.1:0.
+func echoServer(t *testing.T) tasks.Broker {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Go(func() { defer c.Close(); _, _ = io.Copy(c, c) })
+		}
+	})
+	return tasks.Broker{Network: "tcp", Addr: ln.Addr().String()}
+}
+
+func roundTrip(c net.Conn, msg string) error {
+	if _, err := io.WriteString(c, msg); err != nil {
+		return err
+	}
+	buf := make([]byte, len(msg))
+	if _, err := io.ReadFull(c, buf); err != nil {
+		return err
+	}
+	if string(buf) != msg {
+		return fmt.Errorf("echo %q, want %q", buf, msg)
+	}
+	return nil
+}
+
+// TestProxyCutRestore: a cut closes live connections and refuses new ones
+// (they are closed at once) until Restore.
+func TestProxyCutRestore(t *testing.T) {
+	proxy, err := tasks.NewProxy(echoServer(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer proxy.Close()
+	ctx := t.Context()
+	c, err := proxy.Broker().Dial(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := roundTrip(c, "before"); err != nil {
+		t.Fatal(err)
+	}
+	proxy.Cut()
+	if _, err := io.ReadFull(c, make([]byte, 1)); err == nil {
+		t.Fatal("a connection through the proxy survived Cut")
+	}
+	c2, err := proxy.Broker().Dial(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	if _, err := io.ReadFull(c2, make([]byte, 1)); err == nil {
+		t.Fatal("a connection made while cut was served")
+	}
+	proxy.Restore()
+	c3, err := proxy.Broker().Dial(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c3.Close()
+	if err := roundTrip(c3, "after"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestParseBroker(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want tasks.Broker
+		ok   bool
+	}{
+		{"unix:/tmp/x/.s.PGSQL.5432", tasks.Broker{Network: "unix", Addr: "/tmp/x/.s.PGSQL.5432"}, true},
+		{"tcp:127.0.0.1:6379", tasks.Broker{Network: "tcp", Addr: "127.0.0.1:6379"}, true},
+		{"127.0.0.1:6379", tasks.Broker{Network: "tcp", Addr: "127.0.0.1:6379"}, true},
+		{"unix:", tasks.Broker{}, false},
+		{"redis", tasks.Broker{}, false},
+	} {
+		got, err := tasks.ParseBroker(tc.in)
+		if (err == nil) != tc.ok || got != tc.want {
+			t.Errorf("ParseBroker(%q) = %v, %v; want %v, ok=%v", tc.in, got, err, tc.want, tc.ok)
+		}
+		if tc.ok && got.String() != tc.in && "tcp:"+tc.in != got.String() {
+			t.Errorf("%v.String() = %q", got, got.String())
+		}
+	}
+}
