@@ -19,3 +19,9 @@ func SetWallClockOffset(d time.Duration) (restore func()) {
 	wallNow = func() time.Time { return time.Now().Add(d) }
 	return func() { wallNow = time.Now }
 }
+
+// HasBridge reports whether s has built its own context.Cause bridge.
+func HasBridge(s *Source) bool {
+	m := s.loadMore()
+	return m != nil && m.bridge != nil
+}

@@ -2,6 +2,8 @@ package cancellation_test
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"math"
 	"os"
 	"os/exec"
@@ -339,4 +341,179 @@ func TestChildTimeoutUnderRearmedToken(t *testing.T) {
 			t.Error("the documented limitation is gone: update Token.Deadline's doc and docs/cancellation.md")
 		}
 	})
+}
+
+// Defect 7: PanicError's message shows each value and where it panicked.
+func TestPanicErrorShowsWhere(t *testing.T) {
+	t.Parallel()
+	s := cancellation.New()
+	var line int
+	s.Token().Register(func() {
+		_, _, line, _ = runtime.Caller(0)
+		panic("second")
+	})
+	s.Token().Register(func() {
+		var p *struct{ n int }
+		p.n = 1 // a runtime error
+	})
+	var msg string
+	func() {
+		defer func() {
+			pe, ok := recover().(*cancellation.PanicError)
+			if !ok {
+				t.Fatal("no *PanicError")
+			}
+			msg = pe.Error()
+		}()
+		s.Cancel()
+	}()
+	t.Log(msg)
+	for _, want := range []string{
+		"cancellation: 2 callbacks panicked: ",
+		"invalid memory address or nil pointer dereference [at github.com/go-cancellation/cancellation_test.TestPanicErrorShowsWhere.func2 (",
+		fmt.Sprintf("second [at github.com/go-cancellation/cancellation_test.TestPanicErrorShowsWhere.func1 (%s:%d)", callerFile(), line+1),
+	} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("Error() = %q\nlacks %q", msg, want)
+		}
+	}
+}
+
+func callerFile() string {
+	_, file, _, _ := runtime.Caller(1)
+	return file
+}
+
+// Defect 7: a panic in a timer's callback has no caller; the crash output
+// names the callback's line.
+func TestTimerCallbackPanicCrashOutput(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestTimerCallbackPanicCrashOutputChild$")
+	cmd.Env = append(os.Environ(), childEnv+"=TestTimerCallbackPanicCrashOutputChild")
+	out, err := cmd.CombinedOutput()
+	if err == nil || ctx.Err() != nil {
+		t.Fatalf("the child did not crash (err %v):\n%s", err, out)
+	}
+	want := fmt.Sprintf("panic: cancellation: callback panicked: boom [at github.com/go-cancellation/cancellation_test.TestTimerCallbackPanicCrashOutputChild.func1 (%s:", callerFile())
+	if !strings.Contains(string(out), want) {
+		t.Errorf("crash output lacks %q:\n%s", want, out)
+	}
+}
+
+func TestTimerCallbackPanicCrashOutputChild(t *testing.T) {
+	if !inChild(t) {
+		t.Skip("run by TestTimerCallbackPanicCrashOutput")
+	}
+	s := cancellation.New()
+	s.Token().Register(func() { panic("boom") })
+	s.CancelAfter(time.Millisecond)
+	select {} // the timer's goroutine crashes the process
+}
+
+// Defect 8: with GODEBUG=panicnil=1, recover returns nil for panic(nil);
+// the callback's panic is still reported, as a *runtime.PanicNilError.
+func TestPanicNilWithPanicnil1(t *testing.T) {
+	t.Parallel()
+	runChild(t, "TestPanicNilWithPanicnil1Child", 30*time.Second, "GODEBUG=panicnil=1")
+}
+
+func TestPanicNilWithPanicnil1Child(t *testing.T) {
+	if !inChild(t) {
+		t.Skip("run by TestPanicNilWithPanicnil1")
+	}
+	s := cancellation.New()
+	ran := false
+	s.Token().Register(func() { ran = true })
+	s.Token().Register(func() { panic(nil) })
+	defer func() {
+		pe, ok := recover().(*cancellation.PanicError)
+		if !ok || len(pe.Recovered) != 1 {
+			t.Fatalf("recovered %v, want a *PanicError with one panic", pe)
+		}
+		var pn *runtime.PanicNilError
+		if _, ok := pe.Recovered[0].Value.(*runtime.PanicNilError); !ok || !errors.As(pe, &pn) {
+			t.Errorf("Value = %#v, want a *runtime.PanicNilError", pe.Recovered[0].Value)
+		}
+		if !ran {
+			t.Error("the next callback did not run")
+		}
+	}()
+	s.Cancel()
+	t.Error("Cancel returned")
+}
+
+// Defect 6: New recognizes a Token beneath context.WithValue or a struct
+// that embeds it (same Done channel) and links to it directly: no goroutine,
+// canceled inside the Token's Cancel, values from the wrapper.
+func TestNewLinksWrappedToken(t *testing.T) {
+	p := cancellation.New()
+	type embedded struct{ cancellation.Token }
+	wrapped := []context.Context{
+		context.WithValue(p.Token(), ctxKey("k"), "v"),
+		embedded{p.Token()},
+		context.WithValue(embedded{p.Token()}, ctxKey("k"), "v"),
+	}
+	before := runtime.NumGoroutine()
+	var children []*cancellation.Source
+	for range 100 {
+		for _, w := range wrapped {
+			children = append(children, cancellation.New(w))
+			children = append(children, cancellation.New(w, context.Background()))
+		}
+	}
+	if n := runtime.NumGoroutine(); n > before {
+		t.Errorf("New(wrapped token) started %d goroutines", n-before)
+	}
+	if v := children[0].Token().Value(ctxKey("k")); v != "v" {
+		t.Errorf("Value through the wrapper = %v", v)
+	}
+	if n := cancellation.ListLen(p); n != len(children) {
+		t.Errorf("parent holds %d links, want %d", n, len(children))
+	}
+	p.CancelCause(errWhy)
+	for _, c := range children { // canceled before CancelCause returned
+		if c.Token().Err() != context.Canceled || c.Token().Cause() != errWhy {
+			t.Fatalf("child Err, Cause = %v, %v", c.Token().Err(), c.Token().Cause())
+		}
+	}
+	// A context derived from the Token is not the Token: it keeps its own
+	// cancellation (through the context package).
+	q := cancellation.New()
+	defer q.Cancel()
+	d, cancel := context.WithCancel(q.Token())
+	c := cancellation.New(d)
+	cancel()
+	within(t, c.Token().Done(), "child of a derived context")
+	if q.Token().IsCanceled() {
+		t.Error("canceling the derived context canceled the Token")
+	}
+}
+
+// Defect 8: the context.Cause bridge is built only for a canceled source
+// with a cause of its own, and only when asked for.
+func TestCauseBridgeOnlyWhenNeeded(t *testing.T) {
+	t.Parallel()
+	s := cancellation.New()
+	c, cancel := context.WithCancel(s.Token())
+	defer cancel()
+	if context.Cause(s.Token()) != nil || context.Cause(c) != nil {
+		t.Error("live: context.Cause != nil")
+	}
+	if cancellation.HasBridge(s) {
+		t.Error("a live source with a stdlib child built a bridge")
+	}
+	s.Cancel()
+	if context.Cause(s.Token()) != context.Canceled || context.Cause(c) != context.Canceled || cancellation.HasBridge(s) {
+		t.Error("Cancel: wrong cause, or a bridge built for the default cause")
+	}
+	s2 := cancellation.New()
+	c2, cancel2 := context.WithCancel(context.WithValue(s2.Token(), ctxKey("k"), 1))
+	defer cancel2()
+	s2.CancelCause(errWhy)
+	within(t, c2.Done(), "stdlib child of a wrapped token")
+	if context.Cause(s2.Token()) != errWhy || context.Cause(c2) != errWhy {
+		t.Errorf("Cause = %v, %v", context.Cause(s2.Token()), context.Cause(c2))
+	}
 }

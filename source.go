@@ -58,8 +58,7 @@ type extra struct {
 type more struct {
 	others []parentLink // further cancelable parents; under mu
 
-	bridge       context.Context // answers context.Cause; see bridgeValue
-	bridgeCancel context.CancelCauseFunc
+	bridge context.Context // answers context.Cause once canceled with a cause of its own; see bridgeValue
 
 	cond    *sync.Cond // Registration.Wait; L is &Source.mu
 	waiters atomic.Int32
@@ -126,10 +125,15 @@ func (s *Source) loadMore() *more {
 // parent is already done, the Source starts canceled. Values come from the
 // first parent.
 //
-// A Token parent cancels the Source synchronously inside its own Cancel; any
-// other context does so through context.AfterFunc (on a goroutine of the
-// context package, when it fires). Parents that can never be canceled
-// (Done() == nil) cost nothing. Canceling the Source releases every link, so
+// A Token parent cancels the Source synchronously inside its own Cancel. So
+// does a context that wraps a Token (context.WithValue(tok, k, v), or a
+// struct embedding a Token, as middleware makes): New finds the Token
+// beneath it (same Done channel) and links to it directly, taking values
+// from the wrapper. Any other context cancels the Source through
+// context.AfterFunc, on a goroutine of the context package when it fires; a
+// callback panic then has no caller to go to and crashes the program (see
+// [PanicError]). Parents that can never be canceled (Done() == nil) cost
+// nothing. Canceling the Source releases every link, so
 // that nothing of it stays reachable from a long-lived parent: cancel every
 // Source you create with parents, as you would call a context.CancelFunc.
 //
@@ -149,27 +153,30 @@ func New(parents ...context.Context) *Source {
 			return s
 		}
 	}
+	// The Source of each parent that is a Token or wraps one.
+	var buf [4]*Source
+	srcs := buf[:0]
+	if len(parents) > len(buf) {
+		srcs = make([]*Source, 0, len(parents))
+	}
 	tokens := 0
 	for _, p := range parents {
-		switch p := p.(type) {
-		case nil:
-			panic("cancellation: nil parent")
-		case Token:
-			if p.s != nil {
-				tokens++
-			}
+		ps := tokenSource(p)
+		if ps != nil {
+			tokens++
 		}
+		srcs = append(srcs, ps)
 	}
 	// Values come from the first parent: through the embedded link when it
 	// is a Token, else from extra.values (nothing for Background and TODO).
 	var values context.Context
-	if first := parents[0]; first != context.Background() && first != context.TODO() {
-		if _, isToken := first.(Token); !isToken {
-			values = first
-		}
+	first := parents[0]
+	_, firstIsToken := first.(Token)
+	if !firstIsToken && first != context.Background() && first != context.TODO() {
+		values = first
 	}
 	s := newSource(tokens >= 2 || values != nil)
-	if t, ok := parents[0].(Token); ok && t.s != nil {
+	if firstIsToken && srcs[0] != nil {
 		s.state.init(stLinkValues)
 	}
 	if values != nil {
@@ -178,28 +185,26 @@ func New(parents ...context.Context) *Source {
 	// Give every Token parent its link node before linking any, while no
 	// other goroutine can see s.
 	k := 0
-	for _, p := range parents {
-		if t, ok := p.(Token); ok && t.s != nil {
+	for i, ps := range srcs {
+		if ps != nil {
 			if k >= 2 {
 				m := s.more()
-				m.others = append(m.others, parentLink{ctx: p, n: &node{}})
+				m.others = append(m.others, parentLink{ctx: parents[i], n: &node{}})
 			}
 			ln := s.linkNode(k)
-			ln.owner, ln.ref = t.s, unsafe.Pointer(s)
+			ln.owner, ln.ref = ps, unsafe.Pointer(s)
 			ln.word.init(kindLink | nPending)
 			k++
 		}
 	}
 	k = 0
-	for _, p := range parents {
+	for i, p := range parents {
 		if !s.live() {
 			break
 		}
-		if t, ok := p.(Token); ok {
-			if t.s != nil {
-				s.linkTo(t.s, s.linkNode(k))
-				k++
-			}
+		if ps := srcs[i]; ps != nil {
+			s.linkTo(ps, s.linkNode(k))
+			k++
 			continue
 		}
 		done := p.Done()
@@ -229,6 +234,32 @@ func New(parents ...context.Context) *Source {
 		s.releaseLinks()
 	}
 	return s
+}
+
+// sourceKey is the Value key with which New finds the Token beneath a
+// wrapper (context.WithValue, or a struct that embeds a Token).
+type sourceKey struct{}
+
+// tokenSource returns the Source of p if p is a non-zero Token, or wraps one:
+// p.Value finds a Token whose Done channel is p's, so that p is done exactly
+// when that Token is, with its Err and cause. Otherwise it returns nil. It
+// panics if p is nil.
+func tokenSource(p context.Context) *Source {
+	switch p := p.(type) {
+	case nil:
+		panic("cancellation: nil parent")
+	case Token:
+		return p.s
+	}
+	done := p.Done()
+	if done == nil {
+		return nil
+	}
+	ps, _ := p.Value(sourceKey{}).(*Source)
+	if ps == nil || ps.loadDone() != done {
+		return nil
+	}
+	return ps
 }
 
 // linkNode returns the link node of s's k-th Token parent: embedded in s,
@@ -380,9 +411,6 @@ func (s *Source) cancelLocked(errSt uint32, cause *error) (*node, bool) {
 	}
 	if x := s.x.Load(); x != nil {
 		x.spare = nil
-		if m := x.more.Load(); m != nil && m.bridgeCancel != nil {
-			m.bridgeCancel(causeOf(errSt, cause))
-		}
 	}
 	if ts := s.tm; ts != nil {
 		s.releaseTimer(ts)

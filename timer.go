@@ -126,6 +126,11 @@ func (ts *timerState) reported() time.Time {
 // Re-arming is cheap: it allocates nothing and touches the runtime timer only
 // when the deadline moves earlier (a later deadline is noticed when the timer
 // fires). CancelAfter blocks only when d <= 0 (see CancelCause).
+//
+// When the timer fires, the callbacks run on the timer's goroutine: a panic
+// there has no caller to go to and crashes the program with a [*PanicError]
+// (as a panic in a time.AfterFunc function does). Recover inside a callback
+// that may panic.
 func (s *Source) CancelAfter(d time.Duration) { s.CancelAfterCause(d, nil) }
 
 // CancelAfterCause is [Source.CancelAfter] with a cause: when the timer

@@ -11,8 +11,11 @@ import (
 //
 // A Token is a single pointer: comparable, free to copy, and converting it to
 // a context.Context allocates nothing. The zero Token never cancels. All
-// methods are safe for concurrent use; none blocks except Register and
-// AfterFunc, which may run the callback on a canceled token.
+// methods are safe for concurrent use. None blocks, except Register, which
+// runs the callback on the calling goroutine when the token is already
+// canceled (AfterFunc starts a goroutine for it instead), and except that
+// IsCanceled, Err and Cause may park for the moment a concurrent Cancel
+// takes to publish the cancellation.
 type Token struct {
 	s *Source
 }
@@ -207,8 +210,14 @@ func (t Token) Value(key any) any {
 	if s == nil {
 		return nil
 	}
-	if key == cancelCtxKey && key != nil {
-		return s.bridgeValue(key)
+	switch key.(type) {
+	case sourceKey:
+		return s
+	case nil:
+	default:
+		if key == cancelCtxKey {
+			return s.bridgeValue(key)
+		}
 	}
 	for s.state.Load()&stLinkValues != 0 {
 		// Iterate rather than recurse along chains of Token parents.
@@ -221,22 +230,41 @@ func (t Token) Value(key any) any {
 }
 
 // bridgeValue answers context.Cause (and the context package's search for a
-// parent cancelCtx) with an internal cancel-cause context that is canceled
-// with the same cause as s. Its done channel is never s's, so the context
-// package does not adopt it as a parent: it attaches children through
-// AfterFunc instead.
+// parent cancelCtx) for a canceled s with an internal cancel-cause context
+// canceled with s's cause: a shared one for the causes Err implies, one
+// made on first need for a cause of s's own. For a live s it answers nil:
+// context.Cause then returns Err (nil), and context.WithCancel(tok) and
+// friends attach through Token.AfterFunc, as they do anyway (a bridge's done
+// channel is never s's, so the context package would not adopt it).
 func (s *Source) bridgeValue(key any) any {
+	st := s.settled()
+	if st&phaseMask == stLive {
+		return nil
+	}
+	if s.cause == nil {
+		if st&stDeadline != 0 {
+			return deadlineBridge.Value(key)
+		}
+		return canceledBridge.Value(key)
+	}
 	s.mu.Lock()
 	m := s.more()
 	if m.bridge == nil {
-		m.bridge, m.bridgeCancel = context.WithCancelCause(context.Background())
-		if st := s.state.Load(); st&phaseMask != stLive {
-			m.bridgeCancel(causeOf(st&stDeadline, s.cause))
-		}
+		b, cancel := context.WithCancelCause(context.Background())
+		cancel(*s.cause)
+		m.bridge = b
 	}
 	b := m.bridge
 	s.mu.Unlock()
 	return b.Value(key)
+}
+
+var canceledBridge, deadlineBridge = canceledWith(context.Canceled), canceledWith(context.DeadlineExceeded)
+
+func canceledWith(cause error) context.Context {
+	ctx, cancel := context.WithCancelCause(context.Background())
+	cancel(cause)
+	return ctx
 }
 
 // String describes the token, for debugging.
