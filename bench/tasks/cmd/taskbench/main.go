@@ -158,11 +158,12 @@ func median(v []float64) float64 {
 }
 
 type row struct {
-	label  string
-	get    func(*results) []float64
-	format func(float64) string
-	target string
-	ok     func(ours, river float64) bool // nil: no target
+	label   string
+	get     func(*results) []float64
+	format  func(float64) string
+	target  string
+	ok      func(ours, river float64) bool // nil: no target
+	noRatio bool                           // the reference is too close to zero for a ratio to mean anything
 }
 
 func printTable(c config, suts []*sut) {
@@ -175,24 +176,29 @@ func printTable(c config, suts []*sut) {
 	}
 	f0 := func(v float64) string { return fmt.Sprintf("%.0f", v) }
 	f2 := func(v float64) string { return fmt.Sprintf("%.2f", v) }
-	kib := func(v float64) string { return fmt.Sprintf("%.1f KiB", v/1024) }
+	kib := func(v float64) string {
+		if v < 1024 {
+			return fmt.Sprintf("%.0f B", v)
+		}
+		return fmt.Sprintf("%.1f KiB", v/1024)
+	}
 	rows := []row{
 		{fmt.Sprintf("(a) no-op tasks/s, one node (%d submitters, %d workers)", c.submitters, c.workers),
-			func(r *results) []float64 { return r.tput }, f0, "≥ 1× River", func(o, r float64) bool { return o >= r }},
+			func(r *results) []float64 { return r.tput }, f0, "≥ 1× River", func(o, r float64) bool { return o >= r }, false},
 		{fmt.Sprintf("(b) cancel → context canceled, same process, p50 ms (%d cancels/round)", c.cancels),
-			func(r *results) []float64 { return r.p50 }, f2, "", nil},
+			func(r *results) []float64 { return r.p50 }, f2, "", nil, false},
 		{"(b) cancel → context canceled, same process, p99 ms",
-			func(r *results) []float64 { return r.p99 }, f2, "≤ 0.2× River and ≤ 5 ms", func(o, r float64) bool { return o <= 0.2*r && o <= 5 }},
+			func(r *results) []float64 { return r.p99 }, f2, "≤ 0.2× River and ≤ 5 ms", func(o, r float64) bool { return o <= 0.2*r && o <= 5 }, false},
 		{fmt.Sprintf("(c) memory per queued task, broker (%d queued)", c.queued),
-			func(r *results) []float64 { return r.queuedB }, kib, "", nil},
-		{"(c) memory per queued task, submitting process heap",
-			func(r *results) []float64 { return r.queuedH }, kib, "", nil},
-		{fmt.Sprintf("(c) memory per running task, worker process heap+stacks (%d running)", c.running),
-			func(r *results) []float64 { return r.running }, kib, "≤ 16 KiB", func(o, _ float64) bool { return o <= 16*1024 }},
+			func(r *results) []float64 { return r.queuedB }, kib, "", nil, false},
+		{"(c) memory per queued task, heap of the submitting process (taskd: with its embedded NATS)",
+			func(r *results) []float64 { return r.queuedH }, kib, "", nil, true},
+		{fmt.Sprintf("(c) memory per running task, heap+stacks of the worker process (taskd: with its embedded NATS; %d running)", c.running),
+			func(r *results) []float64 { return r.running }, kib, "≤ 16 KiB", func(o, _ float64) bool { return o <= 16*1024 }, false},
 		{"(d) cancel → context canceled, across processes, p50 ms",
-			func(r *results) []float64 { return r.rp50 }, f2, "", nil},
+			func(r *results) []float64 { return r.rp50 }, f2, "", nil, false},
 		{"(d) cancel → context canceled, across processes, p99 ms",
-			func(r *results) []float64 { return r.rp99 }, f2, "≤ 10 ms", func(o, _ float64) bool { return o <= 10 }},
+			func(r *results) []float64 { return r.rp99 }, f2, "≤ 10 ms", func(o, _ float64) bool { return o <= 10 }, false},
 	}
 	fmt.Print("| measure |")
 	for _, s := range suts {
@@ -224,7 +230,9 @@ func printTable(c config, suts []*sut) {
 		if river != nil {
 			rv := median(r.get(&river.res))
 			for _, s := range suts {
-				if s != river {
+				if s != river && r.noRatio {
+					fmt.Print(" – |")
+				} else if s != river {
 					fmt.Printf(" %s |", ratio(median(r.get(&s.res)), rv))
 				}
 			}
@@ -265,6 +273,9 @@ func ratio(v, ref float64) string {
 func verdict(r row, suts []*sut, river *sut) string {
 	if r.ok == nil {
 		return r.target
+	}
+	if river == nil && strings.Contains(r.target, "River") {
+		return r.target + ": no River run"
 	}
 	var ours *sut
 	for _, s := range suts {
