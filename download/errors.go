@@ -23,6 +23,7 @@ type Error struct {
 	Err  error
 }
 
+// Error implements the error interface.
 func (e *Error) Error() string { return e.URL + ": " + e.Err.Error() }
 
 // Unwrap returns Err.
@@ -37,6 +38,7 @@ type StallError struct {
 	Idle time.Duration
 }
 
+// Error implements the error interface.
 func (e *StallError) Error() string { return "stalled: no data for " + e.Idle.String() }
 
 // Is reports whether target is [ErrStalled].
@@ -52,6 +54,7 @@ type TimeoutError struct {
 	Timeout time.Duration
 }
 
+// Error implements the error interface.
 func (e *TimeoutError) Error() string { return "timeout: not finished within " + e.Timeout.String() }
 
 // Unwrap returns [context.DeadlineExceeded].
@@ -66,6 +69,7 @@ type HTTPError struct {
 	RetryAfter time.Duration // from the Retry-After header; 0 if none
 }
 
+// Error implements the error interface.
 func (e *HTTPError) Error() string {
 	status := e.Status
 	if status == "" {
@@ -88,6 +92,7 @@ type ChecksumError struct {
 	Want, Got []byte
 }
 
+// Error implements the error interface.
 func (e *ChecksumError) Error() string {
 	return fmt.Sprintf("sha256 mismatch: got %s, want %s", hex.EncodeToString(e.Got), hex.EncodeToString(e.Want))
 }

@@ -112,9 +112,6 @@ func urlName(u *url.URL) (string, bool) {
 	return sanitizeName(path.Base(p))
 }
 
-// maxNameLen is the longest file name most file systems accept (bytes).
-const maxNameLen = 255
-
 // sanitizeName turns a name suggested by a server into a plain file name
 // that cannot leave the target directory: the last element of either kind
 // of slash, without control characters, leading dots or spaces, trailing
@@ -137,25 +134,7 @@ func sanitizeName(name string) (string, bool) {
 	if name == "" {
 		return "", false
 	}
-	if len(name) > maxNameLen {
-		ext := path.Ext(name)
-		if len(ext) > 16 || !utf8.ValidString(ext) {
-			ext = ""
-		}
-		name = truncateUTF8(name[:len(name)-len(ext)], maxNameLen-len(ext)) + ext
-	}
-	return name, true
-}
-
-// truncateUTF8 cuts s to at most n bytes without splitting a rune.
-func truncateUTF8(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n]
+	return truncateName(name, maxNameLen), true
 }
 
 // parseRetryAfter reads a Retry-After header: delay-seconds or an

@@ -4,14 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
+	"path/filepath"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/go-cancellation/cancellation/download"
-	"github.com/vbauerster/mpb/v8"
-	"github.com/vbauerster/mpb/v8/decor"
 )
 
 // display shows progress. Its methods are called from the workers (start,
@@ -40,14 +37,15 @@ func newDisplay(m *Main, cfg *config) display {
 type lines struct {
 	m     *Main
 	quiet bool
+	every time.Duration
 	mu    sync.Mutex
-	run   map[*file]bool
+	run   map[*file]*meter
 	stop  chan struct{}
 	done  chan struct{}
 }
 
 func newLines(m *Main, quiet bool, every time.Duration) *lines {
-	l := &lines{m: m, quiet: quiet, run: map[*file]bool{}, stop: make(chan struct{}), done: make(chan struct{})}
+	l := &lines{m: m, quiet: quiet, every: every, run: map[*file]*meter{}, stop: make(chan struct{}), done: make(chan struct{})}
 	if quiet {
 		close(l.done)
 		return l
@@ -62,28 +60,38 @@ func (l *lines) printf(format string, args ...any) {
 	fmt.Fprintf(l.m.Stderr, l.m.name()+": "+format+"\n", args...)
 }
 
-// tick prints the state of the running downloads every so often.
+// tick prints the state of the running downloads every so often: the
+// rate over the last interval (bytes received in this run only: a resumed
+// offset is not speed), the ETA, or how long it has been stalled.
 func (l *lines) tick(every time.Duration) {
 	defer close(l.done)
 	t := time.NewTicker(every)
 	defer t.Stop()
-	last := map[*file]int64{}
 	for {
+		var now time.Time
 		select {
 		case <-l.stop:
 			return
-		case <-t.C:
+		case now = <-t.C:
 		}
 		l.mu.Lock()
-		for f := range l.run {
-			w := f.written.Load()
-			if !f.started.Load() || w == last[f] {
+		for f, mt := range l.run {
+			if !f.started.Load() || f.retrying.Load() {
 				continue
 			}
-			rate := float64(w-last[f]) / every.Seconds()
-			last[f] = w
+			mt.add(now, f.got.Load())
+			w, total := f.written.Load(), f.total.Load()
+			if mt.stalled(now) {
+				fmt.Fprintf(l.m.Stderr, "%s: %s: %s, stalled for %s\n", l.m.name(), f.displayName(),
+					progressText(w, total), shortDuration(now.Sub(mt.changed)))
+				continue
+			}
+			eta := ""
+			if e := mt.eta(now, w, total); e != "" {
+				eta = ", ETA " + e
+			}
 			fmt.Fprintf(l.m.Stderr, "%s: %s: %s, %s/s%s\n", l.m.name(), f.displayName(),
-				progressText(w, f.total.Load()), formatBytes(int64(rate)), etaText(w, f.total.Load(), rate))
+				progressText(w, total), formatBytes(int64(mt.rate())), eta)
 		}
 		l.mu.Unlock()
 	}
@@ -91,27 +99,44 @@ func (l *lines) tick(every time.Duration) {
 
 func (l *lines) start(f *file) {
 	l.mu.Lock()
-	l.run[f] = true
+	l.run[f] = newMeter(l.every)
 	l.mu.Unlock()
 }
 
 func (l *lines) started(f *file, e download.Event) {
-	if l.quiet {
-		return
+	l.mu.Lock()
+	if mt := l.run[f]; mt != nil {
+		mt.add(time.Now(), f.got.Load()) // the interval starts now
+	}
+	l.mu.Unlock()
+	if !l.quiet {
+		l.printf("%s", startedText(f, e))
+	}
+}
+
+// startedText says how a download starts: fresh, resumed, or again from
+// zero and why.
+func startedText(f *file, e download.Event) string {
+	conns := ""
+	if e.Segments > 1 {
+		conns = fmt.Sprintf(" over %d connections", e.Segments)
 	}
 	switch {
 	case e.Offset > 0:
-		l.printf("%s: resuming at %s", f.displayName(), progressText(e.Offset, e.Total))
-	case e.Attempt > 1:
-		l.printf("%s: starting again from zero (%s)", f.displayName(), sizeText(e.Total))
-	default:
-		l.printf("%s: downloading %s from %s", f.displayName(), sizeText(e.Total), f.url)
+		return fmt.Sprintf("%s: resuming at %s%s", f.displayName(), progressText(e.Offset, e.Total), conns)
+	case e.Err != nil:
+		return fmt.Sprintf("%s: starting again from zero (%s): %v", f.displayName(), sizeText(e.Total), e.Err)
 	}
+	return fmt.Sprintf("%s: downloading %s from %s%s", f.displayName(), sizeText(e.Total), f.shown, conns)
+}
+
+func retryText(f *file, e download.Event) string {
+	return fmt.Sprintf("%s: %v; retrying in %s", f.displayName(), e.Err, e.Wait.Round(time.Millisecond))
 }
 
 func (l *lines) retrying(f *file, e download.Event) {
 	if !l.quiet {
-		l.printf("%s: %v; retrying in %s", f.displayName(), e.Err, e.Wait.Round(time.Millisecond))
+		l.printf("%s", retryText(f, e))
 	}
 }
 
@@ -135,22 +160,47 @@ func (l *lines) close() {
 func outcome(f *file) (string, bool) {
 	if f.res != nil {
 		got := f.got.Load()
-		msg := fmt.Sprintf("saved %s (%s in %s, %s)", f.res.Path, formatBytes(f.res.Size),
+		where := "saved " + f.res.Path
+		if f.res.Path == "" {
+			where = "wrote " + f.displayName() + " to standard output"
+		}
+		msg := fmt.Sprintf("%s (%s in %s, %s)", where, formatBytes(f.res.Size),
 			f.took.Round(time.Millisecond), formatRate(got, f.took))
 		if f.res.Resumed > 0 {
 			msg += fmt.Sprintf(", resumed at %s", formatBytes(f.res.Resumed))
 		}
+		if f.res.Renamed {
+			msg += fmt.Sprintf(" (not %s: another URL of this run is saved there)", filepath.Base(trimSuffixNumber(f.res.Path)))
+		}
 		return msg, false
 	}
 	var de *download.Error
-	if errors.Is(f.err, context.Canceled) && errors.As(f.err, &de) {
+	errors.As(f.err, &de)
+	switch {
+	case errors.Is(f.err, download.ErrExists):
+		return fmt.Sprintf("skipped %s: it exists (-no-clobber)", de.Path), false
+	case errors.Is(f.err, context.Canceled) && de != nil:
 		if de.Kept > 0 {
-			return fmt.Sprintf("%s: %v at %s, kept %s.part", f.displayName(), de.Err,
-				progressText(de.Kept, f.total.Load()), de.Path), false
+			return fmt.Sprintf("%s: %v at %s, kept for resuming", f.displayName(), de.Err,
+				progressText(de.Kept, f.total.Load())), false
 		}
-		return fmt.Sprintf("%s: %v", f.displayName(), de.Err), false
+		return fmt.Sprintf("%s: %v, nothing kept", f.displayName(), de.Err), false
 	}
 	return f.err.Error(), true
+}
+
+// trimSuffixNumber removes the ".N" a clash added.
+func trimSuffixNumber(p string) string {
+	ext := filepath.Ext(p)
+	if len(ext) > 1 {
+		for _, c := range ext[1:] {
+			if c < '0' || c > '9' {
+				return p
+			}
+		}
+		return p[:len(p)-len(ext)]
+	}
+	return p
 }
 
 func sizeText(total int64) string {
@@ -166,181 +216,3 @@ func progressText(w, total int64) string {
 	}
 	return fmt.Sprintf("%s of %s (%d%%)", formatBytes(w), formatBytes(total), w*100/total)
 }
-
-func etaText(w, total int64, rate float64) string {
-	if total < 0 || rate <= 0 {
-		return ""
-	}
-	return ", ETA " + (time.Duration(float64(total-w)/rate) * time.Second).Round(time.Second).String()
-}
-
-// bars draws a live progress bar per file with mpb.
-type bars struct {
-	m    *Main
-	p    *mpb.Progress
-	mu   sync.Mutex
-	live map[*file]*barState
-	stop chan struct{}
-	done chan struct{}
-}
-
-type barState struct {
-	bar   *mpb.Bar
-	total int64
-	cur   int64
-	base  bool // the resumed offset has been set (without counting it as speed)
-	// state is read by a decorator on mpb's goroutine: atomic, so that
-	// it never waits for b.mu (held while calling into mpb).
-	state atomic.Pointer[string]
-}
-
-func (st *barState) setState(s string) { st.state.Store(&s) }
-
-const barRefresh = 100 * time.Millisecond
-
-func newBars(m *Main) *bars {
-	b := &bars{
-		m:    m,
-		p:    mpb.New(mpb.WithOutput(m.Stderr), mpb.WithAutoRefresh(), mpb.PopCompletedMode(), mpb.WithRefreshRate(barRefresh), mpb.WithWidth(100)),
-		live: map[*file]*barState{},
-		stop: make(chan struct{}),
-		done: make(chan struct{}),
-	}
-	go b.tick()
-	return b
-}
-
-func (b *bars) printf(format string, args ...any) {
-	fmt.Fprintf(b.p, b.m.name()+": "+format+"\n", args...)
-}
-
-func (b *bars) start(f *file) {
-	st := &barState{total: -1}
-	st.setState(" waiting")
-	name := decor.Any(func(decor.Statistics) string { return ellipsis(f.displayName(), 28) }, decor.WCSyncSpaceR)
-	status := decor.Any(func(decor.Statistics) string { return *st.state.Load() })
-	st.bar = b.p.New(0, mpb.BarStyle().Lbound("[").Rbound("]"),
-		mpb.PrependDecorators(name, decor.Counters(decor.SizeB1024(0), "% .1f / % .1f", decor.WCSyncSpace)),
-		mpb.AppendDecorators(
-			decor.OnAbort(decor.OnComplete(decor.Percentage(decor.WC{W: 5}), ""), ""),
-			decor.OnAbort(decor.OnComplete(decor.EwmaSpeed(decor.SizeB1024(0), " % .1f", 30, decor.WCSyncSpace), ""), ""),
-			decor.OnAbort(decor.OnComplete(decor.EwmaETA(decor.ET_STYLE_GO, 30, decor.WCSyncSpace), ""), ""),
-			status,
-		))
-	b.mu.Lock()
-	b.live[f] = st
-	b.mu.Unlock()
-}
-
-// tick moves the bars from the counters the downloads update.
-func (b *bars) tick() {
-	defer close(b.done)
-	t := time.NewTicker(barRefresh)
-	defer t.Stop()
-	last := time.Now()
-	for {
-		select {
-		case <-b.stop:
-			return
-		case now := <-t.C:
-			b.update(now.Sub(last))
-			last = now
-		}
-	}
-}
-
-func (b *bars) update(dt time.Duration) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	for f, st := range b.live {
-		b.sync(f, st, dt)
-	}
-}
-
-// sync brings st's bar up to f's counters; b.mu is held.
-func (b *bars) sync(f *file, st *barState, dt time.Duration) {
-	if !f.started.Load() {
-		return
-	}
-	if total := f.total.Load(); total != st.total {
-		st.total = total
-		st.bar.SetTotal(max(total, 0), false)
-	}
-	w := f.written.Load()
-	switch {
-	case !st.base || w < st.cur:
-		st.base = true
-		st.bar.SetCurrent(w) // a resumed offset or a restart: not speed
-	case w > st.cur:
-		st.bar.EwmaSetCurrent(w, dt)
-	default:
-		return
-	}
-	st.cur = w
-	st.setState("")
-}
-
-func (b *bars) started(f *file, e download.Event) {
-	b.mu.Lock()
-	if st := b.live[f]; st != nil {
-		st.base = false
-	}
-	b.mu.Unlock()
-}
-
-func (b *bars) retrying(f *file, e download.Event) {
-	b.mu.Lock()
-	if st := b.live[f]; st != nil {
-		st.setState(" retrying")
-	}
-	b.mu.Unlock()
-	b.printf("%s: %v; retrying in %s", f.displayName(), e.Err, e.Wait.Round(time.Millisecond))
-}
-
-func (b *bars) finish(f *file) {
-	b.mu.Lock()
-	st := b.live[f]
-	delete(b.live, f)
-	if st != nil {
-		b.sync(f, st, barRefresh)
-		switch {
-		case f.res != nil:
-			st.setState(" done")
-		case errors.Is(f.err, context.Canceled):
-			st.setState(" interrupted")
-		default:
-			st.setState(" failed")
-		}
-	}
-	b.mu.Unlock()
-	msg, isErr := outcome(f)
-	if isErr {
-		b.printf("%s", msg)
-	}
-	if st == nil {
-		return
-	}
-	if f.res != nil {
-		st.bar.SetTotal(f.res.Size, false)
-		st.bar.SetCurrent(f.res.Size)
-		st.bar.SetTotal(-1, true)
-	} else {
-		st.bar.Abort(false)
-	}
-}
-
-func (b *bars) close() {
-	close(b.stop)
-	<-b.done
-	b.p.Wait()
-}
-
-func ellipsis(s string, n int) string {
-	r := []rune(s)
-	if len(r) <= n {
-		return s
-	}
-	return string(r[:n-1]) + "…"
-}
-
-var _ io.Writer = (*mpb.Progress)(nil)

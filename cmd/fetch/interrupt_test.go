@@ -5,28 +5,65 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 )
 
-// buildFetch builds the command into a temporary directory.
+// binDir holds the binary built by buildFetch; TestMain removes it.
+var (
+	binDir   string
+	binOnce  sync.Once
+	binPath  string
+	binError error
+)
+
+// buildFetch builds the command once per test run and returns its path.
+// FETCH_TEST_BINARY, when set, names a binary to test instead (say, one
+// built from an older commit, to see which tests fail without a fix).
 func buildFetch(t *testing.T) string {
 	t.Helper()
+	if bin := os.Getenv("FETCH_TEST_BINARY"); bin != "" {
+		return bin
+	}
 	gobin, err := exec.LookPath("go")
 	if err != nil {
 		t.Skip("no go command to build fetch with")
 	}
-	bin := filepath.Join(t.TempDir(), "fetch")
-	out, err := exec.CommandContext(t.Context(), gobin, "build", "-o", bin, ".").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+	binOnce.Do(func() {
+		binDir, binError = os.MkdirTemp("", "fetch-test")
+		if binError != nil {
+			return
+		}
+		binPath = filepath.Join(binDir, "fetch")
+		out, err := exec.Command(gobin, "build", "-o", binPath, ".").CombinedOutput()
+		if err != nil {
+			binError = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if binError != nil {
+		t.Fatal(binError)
 	}
-	return bin
+	return binPath
+}
+
+// runBinary runs the built fetch in dir with stdin and returns its exit
+// code, stdout and stderr.
+func runBinary(t *testing.T, dir string, stdin io.Reader, args ...string) (int, string, string) {
+	t.Helper()
+	cmd := exec.CommandContext(t.Context(), buildFetch(t), args...)
+	cmd.Dir = dir
+	cmd.Stdin = stdin
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	return exitCode(t, err), stdout.String(), stderr.String()
 }
 
 // waitForPart waits until path holds at least n bytes, or fails the test
@@ -158,5 +195,56 @@ func TestSecondSignal(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "f.bin.part.meta")); err != nil {
 		t.Errorf("validator not kept: %v", err)
+	}
+}
+
+// syncBuffer is a bytes.Buffer that a child process writes while the test
+// reads it, and whose writes can be waited for.
+type syncBuffer struct {
+	mu   sync.Mutex
+	buf  bytes.Buffer
+	wake chan struct{} // closed and replaced at each write
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.wake != nil {
+		close(b.wake)
+		b.wake = nil
+	}
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// waitFor waits until the output contains s, or fails the test before
+// its deadline.
+func (b *syncBuffer) waitFor(t *testing.T, s string) {
+	t.Helper()
+	timeout := time.After(20 * time.Second)
+	if d, ok := t.Deadline(); ok && time.Until(d) < 25*time.Second {
+		timeout = time.After(time.Until(d) - 5*time.Second)
+	}
+	for {
+		b.mu.Lock()
+		if strings.Contains(b.buf.String(), s) {
+			b.mu.Unlock()
+			return
+		}
+		if b.wake == nil {
+			b.wake = make(chan struct{})
+		}
+		wake := b.wake
+		b.mu.Unlock()
+		select {
+		case <-wake:
+		case <-timeout:
+			t.Fatalf("no %q in\n%s", s, b.String())
+		}
 	}
 }

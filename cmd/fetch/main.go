@@ -11,6 +11,9 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"runtime/debug"
+	"strings"
 	"syscall"
 
 	"github.com/go-cancellation/cancellation"
@@ -25,8 +28,38 @@ func main() {
 	sig := make(chan os.Signal, 2)
 	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
 	go watchSignals(sig, root, os.Stderr, os.Exit)
-	m := &Main{Name: os.Args[0], Stdout: os.Stdout, Stderr: os.Stderr, Terminal: term.IsTerminal(int(os.Stderr.Fd()))}
+	fd := int(os.Stderr.Fd())
+	m := &Main{
+		Name: commandName(os.Args[0], mainPackage()), Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr,
+		Terminal: term.IsTerminal(fd),
+		TermSize: func() (int, int) {
+			w, h, _ := term.GetSize(fd)
+			return w, h
+		},
+	}
 	os.Exit(m.Run(root.Token(), os.Args[1:]))
+}
+
+// mainPackage is the import path of this command, from the build info.
+func mainPackage() string {
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Path != "" {
+		return bi.Path
+	}
+	return ""
+}
+
+// commandName is how to run the command again: arg0, unless it is a
+// binary that "go run" built in a temporary directory and deletes on
+// exit; then "go run PACKAGE".
+func commandName(arg0, pkg string) string {
+	sep := string(filepath.Separator)
+	if strings.Contains(arg0, sep+"go-build") && strings.Contains(arg0, sep+"exe"+sep) {
+		if pkg == "" || pkg == "command-line-arguments" {
+			return "fetch"
+		}
+		return "go run " + pkg
+	}
+	return arg0
 }
 
 // watchSignals cancels src with errInterrupted at the first signal (every

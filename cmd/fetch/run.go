@@ -2,7 +2,7 @@ package main
 
 import (
 	"context"
-	"encoding/hex"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -30,11 +30,16 @@ const (
 
 // Main is the fetch command with its environment, so that it can be run
 // and tested in-process. The zero value writes nowhere; set the writers.
+// Run may be called once at a time.
 type Main struct {
-	Name     string    // how the command was invoked, for the resume hint; "" means "fetch"
-	Stdout   io.Writer // -h output
+	Name     string    // how to run the command again, for the resume hint; "" means "fetch"
+	Stdin    io.Reader // -i -
+	Stdout   io.Writer // -h output, and the file with -o -
 	Stderr   io.Writer // progress, errors, summary
 	Terminal bool      // Stderr is a terminal: draw live progress bars
+	// TermSize, when not nil, reports the terminal's size (columns,
+	// rows); nil or zeros mean 80×24.
+	TermSize func() (width, height int)
 
 	// Transport, when not nil, sends the requests (tests); otherwise a
 	// clone of http.DefaultTransport that Run closes when it returns.
@@ -44,108 +49,12 @@ type Main struct {
 	Progress time.Duration
 }
 
-type config struct {
-	output, dir, sha string
-	timeout, idle    time.Duration
-	retries          int
-	parallel         int
-	quiet            bool
-	urls             []string
-	flags            []string // the flag arguments as given, for the resume hint
-	digest           []byte
-}
-
-const usageText = `usage: %[1]s [flags] URL...
-
-Downloads each URL into a file, resumably: data goes to NAME.part and is
-renamed to NAME only when complete (and verified). Ctrl-C keeps the .part
-files; run the same command again to resume them.
-
-Flags:
-`
-
-func (m *Main) parse(args []string) (*config, error) {
-	cfg := &config{}
-	fs := flag.NewFlagSet(m.name(), flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	fs.StringVar(&cfg.output, "o", "", "save to `FILE` (one URL only); relative to -dir")
-	fs.StringVar(&cfg.dir, "dir", ".", "save into `DIR` (created if missing)")
-	fs.DurationVar(&cfg.timeout, "timeout", 0, "give up on a file not done within `D`, retries included (0: never)")
-	fs.DurationVar(&cfg.idle, "idle-timeout", download.DefaultIdleTimeout, "retry a download that received no bytes for `D` (0: never)")
-	fs.IntVar(&cfg.retries, "retries", download.DefaultRetries, "retry a failing download `N` times (the count restarts whenever it gets further)")
-	fs.IntVar(&cfg.parallel, "parallel", 4, "download `N` files at once")
-	fs.StringVar(&cfg.sha, "sha256", "", "expected SHA-256 of the file, in `HEX` (one URL only)")
-	fs.BoolVar(&cfg.quiet, "quiet", false, "print only errors and the summary")
-	fs.Usage = func() {}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintf(m.Stdout, usageText, m.name())
-			fs.SetOutput(m.Stdout)
-			fs.PrintDefaults()
-			return nil, err
-		}
-		return nil, err
-	}
-	cfg.urls = fs.Args()
-	cfg.flags = args[:len(args)-len(cfg.urls)]
-	switch {
-	case len(cfg.urls) == 0:
-		return nil, errors.New("no URL given")
-	case cfg.output != "" && len(cfg.urls) > 1:
-		return nil, errors.New("-o takes exactly one URL")
-	case cfg.sha != "" && len(cfg.urls) > 1:
-		return nil, errors.New("-sha256 takes exactly one URL")
-	case cfg.parallel < 1:
-		return nil, errors.New("-parallel must be at least 1")
-	case cfg.retries < 0:
-		return nil, errors.New("-retries must not be negative")
-	case cfg.timeout < 0 || cfg.idle < 0:
-		return nil, errors.New("timeouts must not be negative")
-	case cfg.dir == "":
-		return nil, errors.New("-dir must not be empty")
-	}
-	if cfg.sha != "" {
-		d, err := hex.DecodeString(cfg.sha)
-		if err != nil || len(d) != 32 {
-			return nil, fmt.Errorf("-sha256: want 64 hex digits, got %q", cfg.sha)
-		}
-		cfg.digest = d
-	}
-	seen := map[string]bool{}
-	names := map[string]string{}
-	var urls []string
-	for _, raw := range cfg.urls {
-		if strings.HasPrefix(raw, "-") {
-			return nil, fmt.Errorf("%s: flags go before the URLs", raw)
-		}
-		u, err := url.Parse(raw)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return nil, fmt.Errorf("%s: not an http or https URL", raw)
-		}
-		if seen[raw] {
-			continue
-		}
-		seen[raw] = true
-		urls = append(urls, raw)
-		if cfg.output == "" {
-			// Two URLs named alike would overwrite each other.
-			name := path.Base(u.Path)
-			if strings.HasSuffix(u.Path, "/") || name == "." || name == "/" {
-				name = "index.html"
-			}
-			if other, ok := names[name]; ok {
-				return nil, fmt.Errorf("%s and %s would both be saved as %s: fetch them with -o in separate runs", other, raw, name)
-			}
-			names[name] = raw
-		}
-	}
-	cfg.urls = urls
-	return cfg, nil
-}
-
 // name is the command's name in messages.
 func (m *Main) name() string {
 	if m.Name == "" {
+		return "fetch"
+	}
+	if strings.HasPrefix(m.Name, "go run ") {
 		return "fetch"
 	}
 	return filepath.Base(m.Name)
@@ -161,14 +70,16 @@ func (m *Main) command() string {
 
 // file is one URL's download, shared by its worker and the display.
 type file struct {
-	url  string
-	name atomic.Pointer[string] // display name: the final file's base name once known
-	path string                 // final path once known (set by the worker)
+	url   string                 // as given
+	shown string                 // url with any password masked
+	name  atomic.Pointer[string] // display name: the final file's base name once known
+	path  string                 // final path once known (set by the worker)
 
 	written, total atomic.Int64 // total -1: unknown
 	offset         atomic.Int64 // bytes resumed at the last start
 	got            atomic.Int64 // bytes received in this run
 	started        atomic.Bool  // a response was accepted
+	retrying       atomic.Bool  // waiting to retry
 
 	begin time.Time
 	took  time.Duration
@@ -181,8 +92,10 @@ func (f *file) displayName() string {
 	if p := f.name.Load(); p != nil {
 		return *p
 	}
-	return f.url
+	return f.shown
 }
+
+func (f *file) setName(s string) { f.name.Store(&s) }
 
 // Run runs fetch with args (without the program name) until every download
 // finished or ctx is done, and returns the exit code. When ctx is done it
@@ -203,15 +116,20 @@ func (m *Main) Run(ctx context.Context, args []string) int {
 		fmt.Fprintf(m.Stderr, "%s: %v\nRun '%s -h' for usage.\n", m.name(), err, m.name())
 		return exitUsage
 	}
-	if err := os.MkdirAll(cfg.dir, 0o777); err != nil {
-		fmt.Fprintf(m.Stderr, "%s: %v\n", m.name(), err)
-		return exitFailed
+	if !cfg.stdout {
+		if err := os.MkdirAll(cfg.dir, 0o777); err != nil {
+			fmt.Fprintf(m.Stderr, "%s: %v\n", m.name(), err)
+			return exitFailed
+		}
 	}
 
 	tr := m.Transport
 	if tr == nil {
 		t := http.DefaultTransport.(*http.Transport).Clone()
-		t.MaxIdleConnsPerHost = cfg.parallel
+		t.MaxIdleConnsPerHost = cfg.parallel * cfg.split
+		if cfg.insecure || cfg.roots != nil {
+			t.TLSClientConfig = &tls.Config{InsecureSkipVerify: cfg.insecure, RootCAs: cfg.roots}
+		}
 		defer t.CloseIdleConnections()
 		tr = t
 	}
@@ -221,6 +139,8 @@ func (m *Main) Run(ctx context.Context, args []string) int {
 		IdleTimeout: cfg.idle,
 		Retries:     cfg.retries,
 		UserAgent:   "fetch (github.com/go-cancellation/cancellation)",
+		RateLimit:   cfg.rate,
+		Split:       cfg.split,
 	}
 	if cfg.idle == 0 {
 		client.IdleTimeout = -1
@@ -231,25 +151,30 @@ func (m *Main) Run(ctx context.Context, args []string) int {
 
 	files := make([]*file, len(cfg.urls))
 	for i, u := range cfg.urls {
-		files[i] = &file{url: u}
-		files[i].total.Store(-1)
-		if cfg.output != "" {
-			name := filepath.Base(cfg.output)
-			files[i].name.Store(&name)
-		} else if pu, err := url.Parse(u); err == nil && path.Base(pu.Path) != "/" && path.Base(pu.Path) != "." {
-			name := path.Base(pu.Path)
-			files[i].name.Store(&name)
+		f := &file{url: u, shown: download.RedactURL(u)}
+		f.total.Store(-1)
+		switch {
+		case cfg.stdout:
+			f.setName("-")
+		case cfg.output != "":
+			f.setName(filepath.Base(cfg.target))
+		default:
+			if pu, err := url.Parse(u); err == nil && path.Base(pu.Path) != "/" && path.Base(pu.Path) != "." {
+				f.setName(path.Base(pu.Path))
+			}
 		}
+		files[i] = f
 	}
 
 	ui := newDisplay(m, cfg)
 	start := time.Now()
+	names := &download.Names{}
 	jobs := make(chan *file)
 	var wg sync.WaitGroup
 	for range min(cfg.parallel, len(files)) {
 		wg.Go(func() {
 			for f := range jobs {
-				m.fetch(ctx, client, cfg, f, ui)
+				m.fetch(ctx, client, cfg, names, f, ui)
 			}
 		})
 	}
@@ -269,18 +194,16 @@ func (m *Main) Run(ctx context.Context, args []string) int {
 }
 
 // fetch downloads one file; it runs on a worker goroutine.
-func (m *Main) fetch(ctx context.Context, client *download.Client, cfg *config, f *file, ui display) {
+func (m *Main) fetch(ctx context.Context, client *download.Client, cfg *config, names *download.Names, f *file, ui display) {
 	if ctx.Err() != nil {
 		return // interrupted before it started: reported as not started
 	}
 	f.ran = true
 	f.begin = time.Now()
-	req := &download.Request{URL: f.url, Dir: cfg.dir, SHA256: cfg.digest}
-	if cfg.output != "" {
-		req.Path = cfg.output
-		if !filepath.IsAbs(req.Path) {
-			req.Path = filepath.Join(cfg.dir, req.Path)
-		}
+	req := &download.Request{URL: f.url, Dir: cfg.dir, SHA256: cfg.digest, Names: names,
+		NoClobber: cfg.noClobber, Header: cfg.headers, Path: cfg.target}
+	if cfg.stdout {
+		req.Output, req.Path = m.Stdout, ""
 	}
 	ui.start(f)
 	req.Progress = func(e download.Event) {
@@ -290,15 +213,18 @@ func (m *Main) fetch(ctx context.Context, client *download.Client, cfg *config, 
 				f.got.Add(e.Written - prev)
 			}
 		case download.Started:
-			name := filepath.Base(e.Path)
-			f.name.Store(&name)
+			if !cfg.stdout {
+				f.setName(filepath.Base(e.Path))
+			}
 			f.offset.Store(e.Offset)
 			f.written.Store(e.Written)
 			f.total.Store(e.Total)
 			f.started.Store(true)
+			f.retrying.Store(false)
 			ui.started(f, e)
 		case download.Retrying:
 			f.written.Store(e.Written)
+			f.retrying.Store(true)
 			ui.retrying(f, e)
 		}
 	}
@@ -318,17 +244,23 @@ func (m *Main) fetch(ctx context.Context, client *download.Client, cfg *config, 
 // summarize prints the summary (and the resume hint) and returns the exit
 // code.
 func (m *Main) summarize(ctx context.Context, cfg *config, files []*file, took time.Duration) int {
-	var saved, failed, incomplete int
+	var saved, skipped, failed, incomplete, kept int
 	var bytes int64
 	var resume []string
 	for _, f := range files {
 		bytes += f.got.Load()
+		var de *download.Error
 		switch {
 		case f.res != nil:
 			saved++
+		case errors.Is(f.err, download.ErrExists):
+			skipped++
 		case !f.ran || errors.Is(f.err, context.Canceled) && ctx.Err() != nil:
 			incomplete++
-			resume = append(resume, f.url)
+			resume = append(resume, f.shown)
+			if errors.As(f.err, &de) && de.Kept > 0 {
+				kept++
+			}
 		default:
 			failed++
 		}
@@ -337,6 +269,9 @@ func (m *Main) summarize(ctx context.Context, cfg *config, files []*file, took t
 	var parts []string
 	if saved > 0 {
 		parts = append(parts, fmt.Sprintf("%d saved", saved))
+	}
+	if skipped > 0 {
+		parts = append(parts, fmt.Sprintf("%d skipped (exist)", skipped))
 	}
 	if failed > 0 {
 		parts = append(parts, fmt.Sprintf("%d failed", failed))
@@ -349,30 +284,50 @@ func (m *Main) summarize(ctx context.Context, cfg *config, files []*file, took t
 	if ctx.Err() != nil {
 		fmt.Fprintf(w, "%s: %s: %s\n", m.name(), causeText(ctx), summary)
 		if incomplete > 0 {
-			kept := ""
-			if anyKept(files) {
-				kept = "partial files are kept; "
+			again := m.command() + " " + shellJoin(append(maskFlags(cfg.flags), resume...))
+			switch {
+			case cfg.stdout:
+				fmt.Fprintf(w, "%s: standard output cannot be resumed; to start again, run:\n  %s\n", m.name(), again)
+			case kept > 0:
+				fmt.Fprintf(w, "%s: partial files are kept; to resume, run the same command again:\n  %s\n", m.name(), again)
+			default:
+				fmt.Fprintf(w, "%s: nothing was kept to resume; to start again, run:\n  %s\n", m.name(), again)
 			}
-			fmt.Fprintf(w, "%s: %sto resume, run the same command again:\n  %s\n",
-				m.name(), kept, shellJoin(append(append([]string{m.command()}, cfg.flags...), resume...)))
 		}
 		return exitInterrupted
 	}
-	fmt.Fprintf(w, "%s: %s\n", m.name(), summary)
+	if failed > 0 || !cfg.quiet {
+		fmt.Fprintf(w, "%s: %s\n", m.name(), summary)
+	}
 	if failed > 0 {
 		return exitFailed
 	}
 	return exitOK
 }
 
-func anyKept(files []*file) bool {
-	for _, f := range files {
-		var de *download.Error
-		if errors.As(f.err, &de) && de.Kept > 0 {
-			return true
+// maskFlags masks the values of -H headers that carry credentials.
+func maskFlags(flags []string) []string {
+	out := make([]string, len(flags))
+	for i, a := range flags {
+		out[i] = a
+		var value string
+		if v, ok := strings.CutPrefix(strings.TrimLeft(a, "-"), "H="); ok && strings.HasPrefix(a, "-") {
+			value = v
+		} else if i > 0 && (flags[i-1] == "-H" || flags[i-1] == "--H") {
+			value = a
+		} else {
+			continue
+		}
+		name, _, ok := strings.Cut(value, ":")
+		if !ok {
+			continue
+		}
+		switch http.CanonicalHeaderKey(strings.TrimSpace(name)) {
+		case "Authorization", "Proxy-Authorization", "Cookie":
+			out[i] = strings.TrimSuffix(a, value) + strings.TrimSpace(name) + ": xxxxx"
 		}
 	}
-	return false
+	return out
 }
 
 func causeText(ctx context.Context) string {
@@ -395,6 +350,7 @@ func shellJoin(args []string) string {
 	return strings.Join(q, " ")
 }
 
+// formatBytes formats n with binary units: 512 B, 1.5 KiB, 20.0 MiB.
 func formatBytes(n int64) string {
 	const unit = 1024
 	if n < unit {

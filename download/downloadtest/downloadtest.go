@@ -56,6 +56,10 @@ type Step struct {
 // Request is what the handler saw of one request.
 type Request struct {
 	Method, Range, IfRange, AcceptEncoding string
+	Header                                 http.Header // all of the request's headers
+	// Active is the number of responses in progress when this one
+	// started, itself included: a client's concurrency.
+	Active int
 }
 
 // Handler serves one file with single byte ranges ("bytes=N-" and
@@ -74,6 +78,7 @@ type Handler struct {
 	disposition  string
 	closed       chan struct{}
 	closeOnce    sync.Once
+	active       int
 }
 
 // New returns a handler serving size bytes of content with the given ETag
@@ -148,11 +153,19 @@ func (h *Handler) Close() {
 // ServeHTTP implements [http.Handler].
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.mu.Lock()
+	h.active++
+	defer func() {
+		h.mu.Lock()
+		h.active--
+		h.mu.Unlock()
+	}()
 	h.seen = append(h.seen, Request{
 		Method:         r.Method,
 		Range:          r.Header.Get("Range"),
 		IfRange:        r.Header.Get("If-Range"),
 		AcceptEncoding: r.Header.Get("Accept-Encoding"),
+		Header:         r.Header.Clone(),
+		Active:         h.active,
 	})
 	var step Step
 	if len(h.plan) > 0 {
