@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"time"
 
@@ -162,3 +163,47 @@ func ExamplePanicError() {
 	// 2 panics: second first
 	// canceled: true
 }
+
+// Leak-free use, as a .NET user writes it with a using block: the Source is
+// linked to the caller's context, the callback is stopped when the work
+// returns normally, and Stop+Wait is the equivalent of disposing the
+// registration (after it, the callback is not running and never will).
+func ExampleNew_leakFree() {
+	work := func(ctx context.Context, conn io.Closer) error {
+		src := cancellation.New(ctx)      // linked to the caller's context
+		defer src.Cancel()                // last: releases the link
+		src.CancelAfter(30 * time.Second) // re-armable: call again on progress
+
+		reg := src.Token().Register(func() { conn.Close() }) // unblocks I/O on cancel
+		defer func() {
+			if !reg.Stop() { // false: it ran or is running
+				reg.Wait() // .NET's Dispose: wait for it to return
+			}
+		}()
+
+		for i := range 3 {
+			if err := cancellation.Sleep(src.Token(), time.Millisecond); err != nil {
+				return err // Canceled or DeadlineExceeded; context.Cause says why
+			}
+			fmt.Println("step", i+1)
+		}
+		return nil
+	}
+	fmt.Println(work(context.Background(), loudCloser{}))
+
+	parent := cancellation.New()
+	parent.CancelCause(errors.New("user pressed stop"))
+	err := work(parent.Token(), loudCloser{})
+	fmt.Println(err)
+	// Output:
+	// step 1
+	// step 2
+	// step 3
+	// <nil>
+	// conn closed
+	// context canceled
+}
+
+type loudCloser struct{}
+
+func (loudCloser) Close() error { fmt.Println("conn closed"); return nil }
