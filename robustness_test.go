@@ -517,3 +517,23 @@ func TestCauseBridgeOnlyWhenNeeded(t *testing.T) {
 		t.Errorf("Cause = %v, %v", context.Cause(s2.Token()), context.Cause(c2))
 	}
 }
+
+// Defect 1 keeps the performance target: IsCanceled stays small enough to
+// be inlined into the caller's loop.
+func TestIsCanceledInlinable(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the package")
+	}
+	t.Parallel()
+	gobin, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("no go command on PATH")
+	}
+	out, err := exec.Command(gobin, "build", "-gcflags=-m", "-o", os.DevNull, ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "can inline Token.IsCanceled") {
+		t.Errorf("Token.IsCanceled is not inlinable:\n%s", out)
+	}
+}

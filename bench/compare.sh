@@ -2,7 +2,7 @@
 # Side-by-side benchmarks of package cancellation against context: runs every
 # core benchmark ROUNDS times (cancellation and context back to back in each
 # round, so the two alternate under the same machine load) and prints the
-# median of each with the ratio and the DESIGN.md target.
+# median of each with the ratio and the target from the README table.
 #
 #   bash bench/compare.sh            # ROUNDS=7 BENCHTIME=300ms by default
 #   ROUNDS=9 bash bench/compare.sh
