@@ -96,9 +96,10 @@ type Request struct {
 	Names *Names
 
 	// NoClobber refuses to replace an existing final file: Do fails with
-	// [ErrExists], before any byte is fetched when the name is known
-	// beforehand, else when the response names it; the check is repeated
-	// atomically at the rename.
+	// [ErrExists] before any request when Path, or the name the URL
+	// gives in Dir, exists (as wget -nc does), else when the response
+	// names an existing file; the check is repeated atomically at the
+	// rename.
 	NoClobber bool
 
 	// SHA256, when not nil, is the expected digest (32 bytes) of the whole

@@ -175,7 +175,12 @@ func (j *job) prepare() error {
 		}
 		j.path, j.claimed = j.r.Path, j.r.Names != nil
 	default:
-		name, _ := urlName(j.u)
+		name, ok := urlName(j.u)
+		if ok && j.r.NoClobber && exists(filepath.Join(j.r.Dir, name)) {
+			// As wget -nc: the name the URL gives exists; no request.
+			j.path = filepath.Join(j.r.Dir, name)
+			return fmt.Errorf("%s: %w", j.path, ErrExists)
+		}
 		p := findPart(j.r.Dir, name, j.shown)
 		if p == "" || j.r.Names != nil && !j.r.Names.claim(p) {
 			return nil // named by the response

@@ -33,6 +33,7 @@ func (j *job) splittable(resp *http.Response) bool {
 // seg is a missing range [pos, end); busy while a connection fills it.
 type seg struct {
 	pos, end int64
+	writing  int64 // the bytes up to here are being written (>= pos)
 	busy     bool
 }
 
@@ -187,14 +188,18 @@ func (s *segments) take() *seg {
 			sp.busy = true
 			return sp
 		}
-		if big == nil || sp.end-sp.pos > big.end-big.pos {
+		if big == nil || sp.end-max(sp.pos, sp.writing) > big.end-max(big.pos, big.writing) {
 			big, bigIdx = sp, i
 		}
 	}
-	if big == nil || big.end-big.pos < 2*minSegment {
+	if big == nil {
 		return nil
 	}
-	mid := big.pos + (big.end-big.pos)/2
+	from := max(big.pos, big.writing)
+	if big.end-from < 2*minSegment {
+		return nil
+	}
+	mid := from + (big.end-from)/2
 	mid -= mid % (64 << 10) // keep writes aligned
 	ns := &seg{pos: mid, end: big.end, busy: true}
 	big.end = mid
@@ -232,22 +237,31 @@ func (s *segments) fill(sp *seg, fs *firstStream, buf []byte) error {
 	}
 	wb := sp.pos // start of the range not yet handed to the disk
 	err := cn.pump(resp.Body, buf, func(b []byte) (bool, error) {
+		// Reserve the bytes under the lock (take never splits below
+		// sp.writing), write them without it, then count them.
 		j.mu.Lock()
-		defer j.mu.Unlock()
-		n := int(min(int64(len(b)), sp.end-sp.pos))
+		at := sp.pos
+		n := int(min(int64(len(b)), sp.end-at))
+		sp.writing = at + int64(n)
+		j.mu.Unlock()
 		if n > 0 {
-			if _, err := j.f.WriteAt(b[:n], sp.pos); err != nil {
+			if _, err := j.f.WriteAt(b[:n], at); err != nil {
 				return false, &fileError{err}
 			}
-			sp.pos += int64(n)
-			j.written += int64(n)
-			if sp.pos-wb >= writebackChunk {
-				writeback(j.f, wb, sp.pos)
-				wb = sp.pos
-			}
+		}
+		j.mu.Lock()
+		sp.pos += int64(n)
+		j.written += int64(n)
+		if n > 0 {
 			j.emit(Event{Kind: Received})
 		}
-		return sp.pos < sp.end, nil
+		more, from, to := sp.pos < sp.end, wb, sp.pos
+		j.mu.Unlock()
+		if to-from >= writebackChunk {
+			writeback(j.f, from, to)
+			wb = to
+		}
+		return more, nil
 	})
 	if err != nil {
 		return err

@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -213,14 +212,7 @@ func TestCredentialsMasked(t *testing.T) {
 	t.Cleanup(srv.Close)
 	authed := strings.Replace(srv.URL, "http://", "http://alice:s3cret@", 1)
 	dir := t.TempDir()
-	cmd := exec.Command(buildFetch(t), "-H", "Authorization: Bearer t0ken", authed+"/missing.bin", authed+"/big.bin")
-	cmd.Dir = dir
-	var stderr syncBuffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill() })
+	cmd, stderr := startBinary(t, dir, "-H", "Authorization: Bearer t0ken", authed+"/missing.bin", authed+"/big.bin")
 	waitForPart(t, filepath.Join(dir, "big.bin.part"), 64<<10)
 	cmd.Process.Signal(os.Interrupt)
 	if code := exitCode(t, cmd.Wait()); code != exitInterrupted {
@@ -296,14 +288,7 @@ func TestHonestMessages(t *testing.T) {
 		reached := make(chan struct{})
 		s.h.Plan(downloadtest.Step{Cut: true, After: 300_000, Reached: reached}, downloadtest.Step{Rate: 1 << 20})
 		dir := t.TempDir()
-		cmd := exec.Command(buildFetch(t), s.srv.URL+"/f.bin")
-		cmd.Dir = dir
-		var stderr syncBuffer
-		cmd.Stderr = &stderr
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { cmd.Process.Kill() })
+		cmd, stderr := startBinary(t, dir, s.srv.URL+"/f.bin")
 		<-reached
 		stderr.waitFor(t, "starting again")
 		waitForPart(t, filepath.Join(dir, "f.bin.part"), 100_000) // the second response's bytes

@@ -125,7 +125,7 @@ func (m *Main) flagSet(cfg *config) *flag.FlagSet {
 	fs.IntVar(&cfg.split, "split", 1, "fetch each file over up to `N` connections at once (ranges of one .part)")
 	fs.StringVar(&cfg.sha, "sha256", "", "expected SHA-256 of the file, in `HEX` (one URL only)")
 	fs.BoolVar(&cfg.quiet, "quiet", false, "print only errors (and the summary when something failed)")
-	fs.Var(&headerFlag{cfg.headers}, "H", "send the header `'Name: value'` (repeatable)")
+	fs.Var(&headerFlag{cfg.headers}, "H", "send the request header `HEADER`, \"Name: value\" (repeatable)")
 	fs.Func("i", "read URLs from `FILE`, one a line (- for standard input; # starts a comment)", func(v string) error {
 		return m.readURLs(v, cfg)
 	})

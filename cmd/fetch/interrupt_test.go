@@ -198,6 +198,21 @@ func TestSecondSignal(t *testing.T) {
 	}
 }
 
+// startBinary starts the built fetch in dir; the test's end kills it if
+// it is still running.
+func startBinary(t *testing.T, dir string, args ...string) (*exec.Cmd, *syncBuffer) {
+	t.Helper()
+	cmd := exec.Command(buildFetch(t), args...)
+	cmd.Dir = dir
+	stderr := &syncBuffer{}
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill() })
+	return cmd, stderr
+}
+
 // syncBuffer is a bytes.Buffer that a child process writes while the test
 // reads it, and whose writes can be waited for.
 type syncBuffer struct {

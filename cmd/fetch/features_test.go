@@ -1,0 +1,189 @@
+package main
+
+// End-to-end tests of the features of issue 9 (what users of wget, curl
+// and aria2 expect), against the built binary.
+
+import (
+	"encoding/json"
+	"encoding/pem"
+	"io"
+	"log"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestHeaders(t *testing.T) {
+	t.Parallel()
+	s := newServer(t, fileSize)
+	dir := t.TempDir()
+	code, _, stderr := runBinary(t, dir, nil, "-H", "X-One: 1", "-H", "Cookie: a=b", "-H", "X-One: 2", s.srv.URL+"/f.bin")
+	if code != exitOK {
+		t.Fatalf("exit %d\n%s", code, stderr)
+	}
+	h := s.h.Requests()[0].Header
+	if got := h.Values("X-One"); len(got) != 2 || got[0] != "1" || got[1] != "2" || h.Get("Cookie") != "a=b" {
+		t.Errorf("headers %v", h)
+	}
+}
+
+func TestURLList(t *testing.T) {
+	t.Parallel()
+	s := newServer(t, fileSize)
+	list := "# mirrors\n" + s.srv.URL + "/a.bin\n\n  " + s.srv.URL + "/b.bin  \n"
+	t.Run("file", func(t *testing.T) {
+		t.Parallel()
+		dir := t.TempDir()
+		os.WriteFile(filepath.Join(dir, "urls.txt"), []byte(list), 0o666)
+		code, _, stderr := runBinary(t, dir, nil, "-i", "urls.txt", s.srv.URL+"/c.bin")
+		if code != exitOK || !strings.Contains(stderr, "3 saved") {
+			t.Fatalf("exit %d\n%s", code, stderr)
+		}
+		for _, n := range []string{"a.bin", "b.bin", "c.bin"} {
+			checkFile(t, filepath.Join(dir, n), s.data)
+		}
+	})
+	t.Run("stdin", func(t *testing.T) {
+		t.Parallel()
+		dir := t.TempDir()
+		code, _, stderr := runBinary(t, dir, strings.NewReader(list), "-i", "-")
+		if code != exitOK || !strings.Contains(stderr, "2 saved") {
+			t.Fatalf("exit %d\n%s", code, stderr)
+		}
+	})
+}
+
+func TestLimitRate(t *testing.T) {
+	t.Parallel()
+	s := newServer(t, fileSize)
+	dir := t.TempDir()
+	start := time.Now()
+	code, _, stderr := runBinary(t, dir, nil, "-limit-rate", "2M", s.srv.URL+"/f.bin")
+	if code != exitOK {
+		t.Fatalf("exit %d\n%s", code, stderr)
+	}
+	if took := time.Since(start); took < 400*time.Millisecond {
+		t.Errorf("1 MiB at -limit-rate 2M took %v", took)
+	}
+	checkFile(t, filepath.Join(dir, "f.bin"), s.data)
+}
+
+func TestTLSFlags(t *testing.T) {
+	t.Parallel()
+	s := newServer(t, fileSize)
+	srv := httptest.NewUnstartedServer(s.h)
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0)
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	dir := t.TempDir()
+	pemFile := filepath.Join(dir, "ca.pem")
+	os.WriteFile(pemFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o666)
+
+	code, _, stderr := runBinary(t, dir, nil, "-o", "x.bin", srv.URL+"/f.bin")
+	if code != exitFailed || !strings.Contains(stderr, "certificate") || strings.Contains(stderr, "retrying") {
+		t.Errorf("unverified: exit %d, want 1 at once\n%s", code, stderr)
+	}
+	for _, flags := range [][]string{{"-insecure"}, {"-cacert", pemFile}} {
+		code, _, stderr := runBinary(t, dir, nil, append(flags, "-o", "x.bin", srv.URL+"/f.bin")...)
+		if code != exitOK {
+			t.Errorf("%v: exit %d\n%s", flags, code, stderr)
+		}
+		checkFile(t, filepath.Join(dir, "x.bin"), s.data)
+	}
+}
+
+// TestURLWithoutScheme: "host:port/path" is http://, as wget takes it;
+// flags may follow the URLs.
+func TestURLWithoutSchemeAndFlagsAfter(t *testing.T) {
+	t.Parallel()
+	s := newServer(t, fileSize)
+	dir := t.TempDir()
+	hostPath := strings.TrimPrefix(s.srv.URL, "http://") + "/f.bin"
+	code, _, stderr := runBinary(t, t.TempDir(), nil, hostPath, "-dir", dir, "-quiet")
+	if code != exitOK || stderr != "" {
+		t.Fatalf("exit %d\n%s", code, stderr)
+	}
+	checkFile(t, filepath.Join(dir, "f.bin"), s.data)
+	// "--" ends the flags.
+	code, _, stderr = runBinary(t, dir, nil, "-o", "g.bin", "--", hostPath)
+	if code != exitOK {
+		t.Fatalf("exit %d\n%s", code, stderr)
+	}
+	checkFile(t, filepath.Join(dir, "g.bin"), s.data)
+}
+
+func TestNoClobberFlag(t *testing.T) {
+	t.Parallel()
+	s := newServer(t, fileSize)
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "f.bin"), []byte("mine"), 0o666)
+	code, _, stderr := runBinary(t, dir, nil, "-no-clobber", s.srv.URL+"/f.bin", s.srv.URL+"/g.bin")
+	if code != exitOK || !strings.Contains(stderr, "skipped f.bin: it exists (-no-clobber)") || !strings.Contains(stderr, "1 saved, 1 skipped (exist)") {
+		t.Fatalf("exit %d\n%s", code, stderr)
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, "f.bin")); string(b) != "mine" {
+		t.Error("f.bin replaced")
+	}
+	checkFile(t, filepath.Join(dir, "g.bin"), s.data)
+	for _, r := range s.h.Requests() {
+		if r.Range != "" {
+			t.Errorf("request %+v", r)
+		}
+	}
+	if n := len(s.h.Requests()); n != 1 {
+		t.Errorf("%d requests, want only g.bin's", n)
+	}
+}
+
+// TestSplitInterruptResume: -split 4 on a server limiting each response:
+// 4 connections at once; SIGINT keeps every segment's progress and exits
+// quickly; the same command resumes only what is missing.
+func TestSplitInterruptResume(t *testing.T) {
+	t.Parallel()
+	s := newServer(t, 8<<20)
+	s.h.SetRate(2 << 20)
+	dir := t.TempDir()
+	args := []string{"-split", "4", s.srv.URL + "/big.bin"}
+	cmd, stderr := startBinary(t, dir, args...)
+	stderr.waitFor(t, "over 4 connections")
+	meta := filepath.Join(dir, "big.bin.part.meta")
+	deadline := time.Now().Add(20 * time.Second)
+	for maxActive(s) < 4 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond) // polling the server's state, bounded
+	}
+	sent := time.Now()
+	cmd.Process.Signal(os.Interrupt)
+	code := exitCode(t, cmd.Wait())
+	took := time.Since(sent)
+	t.Logf("SIGINT to exit with -split 4: %v", took)
+	if code != exitInterrupted || !strings.Contains(stderr.String(), "partial files are kept; to resume") {
+		t.Fatalf("exit %d\n%s", code, stderr.String())
+	}
+	if n := maxActive(s); n != 4 {
+		t.Errorf("%d requests at once, want 4", n)
+	}
+	var m struct {
+		Missing [][2]int64 `json:"missing"`
+	}
+	b, err := os.ReadFile(meta)
+	if err != nil || json.Unmarshal(b, &m) != nil || len(m.Missing) != 4 {
+		t.Fatalf("meta %s %v: want 4 missing ranges", b, err)
+	}
+	s.h.SetRate(0)
+	code, _, out := runBinary(t, dir, nil, args...)
+	if code != exitOK || !strings.Contains(out, "big.bin: resuming at ") {
+		t.Fatalf("resume: exit %d\n%s", code, out)
+	}
+	checkFile(t, filepath.Join(dir, "big.bin"), s.data)
+}
+
+func maxActive(s *server) int {
+	n := 0
+	for _, r := range s.h.Requests() {
+		n = max(n, r.Active)
+	}
+	return n
+}
