@@ -103,6 +103,11 @@ type Registration struct {
 // and Register returns the zero Registration. The zero Token never cancels:
 // Register returns the zero Registration without calling f.
 //
+// A panic in f is recovered and re-raised by Cancel after the cancellation
+// completed (see [PanicError]). If f calls runtime.Goexit (t.FailNow does),
+// the cancellation is completed first: the remaining callbacks run, the
+// children are canceled and Wait on f's registration returns.
+//
 // Register does not block (other than by running f on a canceled token). It
 // reuses the node of a stopped registration, so a Register+Stop cycle
 // allocates nothing. It panics if f is nil.

@@ -537,3 +537,48 @@ func TestIsCanceledInlinable(t *testing.T) {
 		t.Errorf("Token.IsCanceled is not inlinable:\n%s", out)
 	}
 }
+
+// Defect 2: several callbacks that call runtime.Goexit, in the source and in
+// a child, still let every other callback run.
+func TestGoexitTwice(t *testing.T) {
+	t.Parallel()
+	s := cancellation.New()
+	last := make(chan struct{})
+	s.Token().Register(func() { close(last) })
+	s.Token().Register(func() { runtime.Goexit() })
+	c := cancellation.New(s.Token())
+	c.Token().Register(func() { runtime.Goexit() })
+	s.Token().Register(func() { runtime.Goexit() })
+	exited := make(chan struct{})
+	go func() {
+		defer close(exited)
+		s.Cancel()
+	}()
+	within(t, exited, "Cancel's goroutine")
+	within(t, last, "the last callback")
+	within(t, c.Token().Done(), "the child")
+}
+
+// Defect 2: when one callback calls runtime.Goexit and another panics, the
+// panic is not lost: the *PanicError is raised instead of the exit.
+func TestGoexitWithPanicRaises(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestGoexitWithPanicRaisesChild$")
+	cmd.Env = append(os.Environ(), childEnv+"=TestGoexitWithPanicRaisesChild")
+	out, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "panic: cancellation: callback panicked: boom") {
+		t.Errorf("want a crash with the *PanicError (err %v):\n%s", err, out)
+	}
+}
+
+func TestGoexitWithPanicRaisesChild(t *testing.T) {
+	if !inChild(t) {
+		t.Skip("run by TestGoexitWithPanicRaises")
+	}
+	s := cancellation.New()
+	s.Token().Register(func() { panic("boom") })
+	s.Token().Register(func() { runtime.Goexit() })
+	s.Cancel()
+}
