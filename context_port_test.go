@@ -1018,7 +1018,10 @@ func TestPortLinkGoroutines(t *testing.T) {
 		}
 	}
 	donec := make(chan struct{})
-	defer close(donec)
+	defer func() {
+		p.Cancel() // first: a context whose Done is closed must have an Err
+		close(donec)
+	}()
 	if n := count(func() { cancellation.New(&customDoneContext{tok, donec}) }); n < 10 {
 		t.Errorf("New(customDoneContext): %d goroutines for 20, want one each", n)
 	}
