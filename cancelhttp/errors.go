@@ -47,9 +47,9 @@ type DeadlineError struct {
 // `deadline exceeded: Grpc-Timeout "50m" (50ms)`.
 func (e *DeadlineError) Error() string {
 	if e.Capped {
-		return fmt.Sprintf("deadline exceeded: %s %q (capped to %v by the server maximum)", e.Header, e.Value, e.Timeout)
+		return fmt.Sprintf("deadline exceeded: %s %s (capped to %v by the server maximum)", e.Header, quoteEchoed(e.Value), e.Timeout)
 	}
-	return fmt.Sprintf("deadline exceeded: %s %q (%v)", e.Header, e.Value, e.Timeout)
+	return fmt.Sprintf("deadline exceeded: %s %s (%v)", e.Header, quoteEchoed(e.Value), e.Timeout)
 }
 
 // Unwrap returns [context.DeadlineExceeded].
@@ -67,7 +67,8 @@ type HeaderError struct {
 	Want string
 }
 
-// Error names the header, quotes the value and says what is accepted.
+// Error names the header, quotes the value (its first 64 bytes and its
+// length, when it is longer) and says what is accepted.
 func (e *HeaderError) Error() string {
-	return fmt.Sprintf("malformed %s header %q: want %s", e.Header, e.Value, e.Want)
+	return fmt.Sprintf("malformed %s header %s: want %s", e.Header, quoteEchoed(e.Value), e.Want)
 }

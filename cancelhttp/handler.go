@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -105,8 +106,15 @@ func WithResponseRequestID() Option {
 //     net/http does with its own request context), which releases every link
 //     the request held;
 //   - logs one access-log record: method, path, status (499 when the client
-//     went away), bytes, duration and request_id, plus on cancellation the
-//     cause and stop_latency, the time from cancellation to next's return.
+//     went away), bytes (for a 499, only those written before the client
+//     left), duration_ms and request_id, plus on cancellation canceled
+//     (client, deadline, shutdown, or other for a custom base context), the
+//     cause and stop_latency_ms, the time from cancellation to next's
+//     return. Durations are milliseconds, as floats; strings from the
+//     request are cut to 1 KiB;
+//   - on an HTTP/1 request with a Transfer-Encoding, sets Connection: close
+//     on the response, so net/http closes the connection after it (see the
+//     package documentation on request smuggling);
 //     A 5xx or a panic is logged at level Error, the rest at Info (a
 //     handler that aborts with http.ErrAbortHandler is logged with
 //     aborted=true).
@@ -251,7 +259,16 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
+	if r.ProtoMajor == 1 && len(r.TransferEncoding) > 0 {
+		// net/http has removed a Content-Length sent along with
+		// Transfer-Encoding, so the two cannot be told apart here; RFC 9112
+		// requires closing the connection after answering the ambiguous
+		// one, which also drops any request smuggled after it.
+		w.Header().Set("Connection", "close")
+	}
+
 	rq.src = cancellation.New(rq)
+	rq.rw.src = rq.src
 	if de != nil {
 		// The Source's own timer, with a cause that names the header.
 		rq.deadline = start.Add(de.Timeout)
@@ -285,6 +302,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			if at, ok := rq.cancelTime(); ok && !at.After(end) {
 				o.cause = tok.Cause()
 				o.stopLatency = end.Sub(at)
+				o.deadline = tok.Err() == context.DeadlineExceeded
 			}
 		}
 		// Release: the request is over. Canceling drops the links to the
@@ -303,6 +321,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 type outcome struct {
 	err         error // why the middleware answered 400 itself
 	cause       error // why the token was canceled before next returned
+	deadline    bool  // that cancellation was a deadline
 	stopLatency time.Duration
 	panicked    any
 	aborted     bool // next panicked with http.ErrAbortHandler
@@ -316,8 +335,11 @@ func (h *handler) log(r *http.Request, rq *request, d time.Duration, o outcome) 
 			status = http.StatusInternalServerError
 		}
 	}
+	bytes := rq.rw.bytes
 	if o.cause != nil && errors.Is(o.cause, ErrClientDisconnected) {
 		status = StatusClientClosedRequest
+		// What was written after the client left went nowhere.
+		bytes = rq.rw.bytesLive
 	}
 	level := slog.LevelInfo
 	if status >= 500 || o.panicked != nil {
@@ -328,25 +350,26 @@ func (h *handler) log(r *http.Request, rq *request, d time.Duration, o outcome) 
 	if !h.config.logger.Enabled(ctx, level) {
 		return
 	}
-	var attrs [12]slog.Attr
-	attrs[0] = slog.String("method", r.Method)
-	attrs[1] = slog.String("path", r.URL.Path)
+	var attrs [13]slog.Attr
+	attrs[0] = slog.String("method", truncate(r.Method))
+	attrs[1] = slog.String("path", truncate(r.URL.Path))
 	attrs[2] = slog.Int("status", status)
-	attrs[3] = slog.Int64("bytes", rq.rw.bytes)
-	attrs[4] = slog.Duration("duration", d)
+	attrs[3] = slog.Int64("bytes", bytes)
+	attrs[4] = milliseconds("duration_ms", d)
 	attrs[5] = slog.String("request_id", rq.id)
 	n := 6
 	if o.cause != nil {
-		attrs[n] = slog.Any("cause", o.cause)
-		attrs[n+1] = slog.Duration("stop_latency", o.stopLatency)
-		n += 2
+		attrs[n] = slog.String("canceled", cancelKind(o))
+		attrs[n+1] = slog.Any("cause", o.cause)
+		attrs[n+2] = milliseconds("stop_latency_ms", o.stopLatency)
+		n += 3
 	}
 	if o.err != nil {
 		attrs[n] = slog.String("error", o.err.Error())
 		n++
 	}
 	if o.panicked != nil {
-		attrs[n] = slog.String("panic", fmt.Sprint(o.panicked))
+		attrs[n] = slog.String("panic", truncate(fmt.Sprint(o.panicked)))
 		n++
 	}
 	if o.aborted {
@@ -358,6 +381,59 @@ func (h *handler) log(r *http.Request, rq *request, d time.Duration, o outcome) 
 		n++
 	}
 	h.config.logger.LogAttrs(ctx, level, "request", attrs[:n]...)
+}
+
+// Cancellation kinds of the access log's canceled attribute.
+const (
+	canceledClient   = "client"
+	canceledDeadline = "deadline"
+	canceledShutdown = "shutdown"
+	canceledOther    = "other"
+)
+
+// cancelKind names why the token was canceled, for counting: client,
+// deadline, shutdown, or other (a cancellation of a custom base context).
+func cancelKind(o outcome) string {
+	switch {
+	case errors.Is(o.cause, ErrClientDisconnected):
+		return canceledClient
+	case o.deadline:
+		return canceledDeadline
+	case errors.Is(o.cause, ErrServerShutdown):
+		return canceledShutdown
+	}
+	return canceledOther
+}
+
+// milliseconds is d as a float number of milliseconds, to the microsecond:
+// readable in both text and JSON logs, with the unit in the key.
+func milliseconds(key string, d time.Duration) slog.Attr {
+	return slog.Float64(key, float64(d.Microseconds())/1000)
+}
+
+// maxLogged bounds the strings from a request (path, method, panic value)
+// that the access log repeats; maxEchoed bounds a bad header value quoted
+// in an answer and in the log.
+const (
+	maxLogged = 1024
+	maxEchoed = 64
+)
+
+// truncate shortens s to maxLogged bytes, saying how long it was.
+func truncate(s string) string {
+	if len(s) <= maxLogged {
+		return s
+	}
+	return s[:maxLogged] + "… (" + strconv.Itoa(len(s)) + " bytes)"
+}
+
+// quoteEchoed quotes s like %q, shortened to maxEchoed bytes (and its
+// length) when it is longer.
+func quoteEchoed(s string) string {
+	if len(s) <= maxEchoed {
+		return strconv.Quote(s)
+	}
+	return strconv.Quote(s[:maxEchoed]) + "… (" + strconv.Itoa(len(s)) + " bytes)"
 }
 
 // requestID returns the inbound X-Request-Id and true when it is

@@ -327,7 +327,7 @@ func TestHandlerTimeoutHeaders(t *testing.T) {
 			if r.Num("status") != 200 || !strings.Contains(r.Str("cause"), tt.wantHeader) {
 				t.Errorf("access log = %v; want status 200 and the header in the cause", r)
 			}
-			if _, ok := r["stop_latency"]; !ok {
+			if _, ok := r["stop_latency_ms"]; !ok {
 				t.Errorf("access log has no stop_latency: %v", r)
 			}
 		})
@@ -476,8 +476,8 @@ func TestHandlerClientDisconnect(t *testing.T) {
 	if r.Num("status") != cancelhttp.StatusClientClosedRequest || r.Str("cause") != "client disconnected" {
 		t.Errorf("access log = %v; want status 499, cause client disconnected", r)
 	}
-	if d, ok := r["stop_latency"].(float64); !ok || d < 0 {
-		t.Errorf("access log stop_latency = %v", r["stop_latency"])
+	if d, ok := r["stop_latency_ms"].(float64); !ok || d < 0 {
+		t.Errorf("access log stop_latency = %v", r["stop_latency_ms"])
 	}
 }
 
@@ -672,11 +672,11 @@ func TestHandlerReturnRacesDisconnect(t *testing.T) {
 			t.Fatal("token live after the handler returned")
 		}
 		r := logs.Wait(t, "access log", accessLog(fmt.Sprintf("race-%d", i)))
-		_, hasLatency := r["stop_latency"]
+		_, hasLatency := r["stop_latency_ms"]
 		switch {
 		case r.Str("cause") == "" && r.Num("status") == 200 && !hasLatency:
 			completed++
-		case r.Str("cause") == "client disconnected" && r.Num("status") == 499 && r.Num("stop_latency") >= 0 && hasLatency:
+		case r.Str("cause") == "client disconnected" && r.Num("status") == 499 && r.Num("stop_latency_ms") >= 0 && hasLatency:
 			disconnected++
 		default:
 			t.Fatalf("inconsistent access log %v", r)

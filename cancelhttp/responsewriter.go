@@ -5,6 +5,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+
+	"github.com/go-cancellation/cancellation"
 )
 
 // responseWriter records the status and the number of body bytes for the
@@ -15,9 +17,11 @@ import (
 // goroutine at a time, as net/http requires of any ResponseWriter.
 type responseWriter struct {
 	http.ResponseWriter
-	status   int // first final status written; 0 while none
-	bytes    int64
-	hijacked bool
+	status    int // first final status written; 0 while none
+	bytes     int64
+	bytesLive int64                // bytes written while src was live
+	src       *cancellation.Source // the request's; nil before it exists
+	hijacked  bool
 }
 
 var (
@@ -42,7 +46,7 @@ func (w *responseWriter) Write(p []byte) (int, error) {
 		w.status = http.StatusOK
 	}
 	n, err := w.ResponseWriter.Write(p)
-	w.bytes += int64(n)
+	w.count(int64(n))
 	return n, err
 }
 
@@ -53,8 +57,15 @@ func (w *responseWriter) ReadFrom(r io.Reader) (int64, error) {
 	// io.Copy uses the underlying writer's ReadFrom (sendfile) when it has
 	// one.
 	n, err := io.Copy(w.ResponseWriter, r)
-	w.bytes += n
+	w.count(n)
 	return n, err
+}
+
+func (w *responseWriter) count(n int64) {
+	w.bytes += n
+	if w.src == nil || !w.src.Token().IsCanceled() {
+		w.bytesLive = w.bytes
+	}
 }
 
 func (w *responseWriter) Flush() { _ = w.FlushError() }

@@ -8,8 +8,6 @@ import (
 	"net"
 	"net/http"
 	"time"
-
-	"github.com/go-cancellation/cancellation"
 )
 
 // Default durations of [Serve]'s shutdown.
@@ -73,9 +71,20 @@ func WithServeLogger(l *slog.Logger) ServeOption {
 // with srv.TLSConfig's certificates, when srv.TLSConfig is set.
 //
 // Serve links request contexts to shutdown through srv.BaseContext, which it
-// replaces: the base context becomes a token whose values are those of the
-// previous srv.BaseContext(ln) if it was set, or of ctx otherwise, and which
-// is also canceled when that previous base context is. Serve takes
+// replaces: the base context becomes a context whose values are those of
+// the previous srv.BaseContext(ln) if it was set, or of ctx otherwise, and
+// which is also canceled when that previous base context is. Linking costs
+// no goroutine per connection.
+//
+// Serve logs, through the [WithServeLogger] logger, the requests that
+// net/http answers itself without calling the handler (a malformed request,
+// 400; headers over http.Server.MaxHeaderBytes, 431; an unsupported
+// Transfer-Encoding, 501; other protocol errors) and the connections it
+// closes because a request's headers or body did not arrive within
+// ReadHeaderTimeout or ReadTimeout (logged as 408, though nothing is sent).
+// These records have msg "request", rejected_by "net/http", the status, the
+// bytes sent and the error net/http gave; they are not written for TLS
+// servers. Serve takes
 // ownership of srv and ln; srv must not be started elsewhere. Serve blocks
 // until the server has stopped, and every goroutine it started has
 // returned.
@@ -88,18 +97,27 @@ func Serve(ctx context.Context, srv *http.Server, ln net.Listener, opts ...Serve
 		cfg.logger = slog.Default()
 	}
 
-	var base context.Context
+	var parent context.Context
 	if srv.BaseContext != nil {
-		base = srv.BaseContext(ln)
-		if base == nil {
+		parent = srv.BaseContext(ln)
+		if parent == nil {
 			panic("cancelhttp: BaseContext returned a nil context")
 		}
 	} else {
-		base = context.WithoutCancel(ctx)
+		parent = context.WithoutCancel(ctx)
 	}
-	shutdown := cancellation.New(base)
-	defer shutdown.CancelCause(ErrServerShutdown)
-	srv.BaseContext = func(net.Listener) context.Context { return shutdown.Token() }
+	// A context.WithCancelCause context, not a Token: net/http wraps the
+	// base context in value contexts before it derives each connection's
+	// context with context.WithCancel, and the context package attaches such
+	// a child without a goroutine only when it finds a *cancelCtx with the
+	// same done channel below the values. A Token (or any other context
+	// type) there costs one watcher goroutine per connection.
+	base, cancelBase := context.WithCancelCause(parent)
+	defer cancelBase(ErrServerShutdown)
+	srv.BaseContext = func(net.Listener) context.Context { return base }
+	if srv.TLSConfig == nil {
+		ln = &watchListener{Listener: ln, log: cfg.logger}
+	}
 
 	served := make(chan error, 1)
 	go func() {
@@ -130,7 +148,7 @@ func Serve(ctx context.Context, srv *http.Server, ln net.Listener, opts ...Serve
 		// to 500ms), so the stop is noticed promptly.
 		log.LogAttrs(context.Background(), slog.LevelInfo, "grace period over, canceling in-flight requests",
 			slog.Duration("stop_timeout", cfg.stop))
-		shutdown.CancelCause(ErrServerShutdown)
+		cancelBase(ErrServerShutdown)
 		stopCtx, cancelStop := context.WithTimeout(context.Background(), cfg.stop)
 		err = srv.Shutdown(stopCtx)
 		cancelStop()

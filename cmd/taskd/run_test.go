@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"os/exec"
 	"strings"
 	"syscall"
@@ -28,8 +29,10 @@ func TestRunUsageErrors(t *testing.T) {
 	}{
 		{"unknown flag", []string{"-nope"}, 2, "flag provided but not defined"},
 		{"log format", []string{"-log-format", "xml"}, 2, `invalid -log-format "xml"`},
-		{"negative grace", []string{"-shutdown-grace", "-1s"}, 2, "-shutdown-grace"},
-		{"negative max timeout", []string{"-max-request-timeout", "-1s"}, 2, "-max-request-timeout"},
+		{"negative grace", []string{"-shutdown-grace", "-5s"}, 2, "invalid -shutdown-grace -5s"},
+		{"negative max timeout", []string{"-max-request-timeout", "-1s"}, 2, "invalid -max-request-timeout -1s"},
+		{"negative max task duration", []string{"-max-task-duration", "-1s"}, 2, "invalid -max-task-duration -1s"},
+		{"negative max inflight", []string{"-max-inflight", "-1"}, 2, "invalid -max-inflight -1"},
 		{"bad duration", []string{"-shutdown-grace", "soon"}, 2, "invalid value"},
 		{"argument", []string{"extra"}, 2, `unexpected argument "extra"`},
 		{"help", []string{"-h"}, 0, ""},
@@ -43,16 +46,39 @@ func TestRunUsageErrors(t *testing.T) {
 			if err == nil {
 				t.Fatal("Run succeeded")
 			}
-			if code := exitCode(err); code != tt.code {
+			if code := exitCode(err, &stderr); code != tt.code {
 				t.Errorf("exit code %d, want %d (err %v)", code, tt.code, err)
 			}
-			if !strings.Contains(err.Error()+stderr.String(), tt.want) {
-				t.Errorf("error %q, stderr %q; want %q", err, stderr.String(), tt.want)
+			if tt.code == 0 {
+				if !errors.Is(err, flag.ErrHelp) || !strings.Contains(stdout.String(), "-shutdown-grace") || stderr.Len() != 0 {
+					t.Errorf("-h: err %v, stdout %q, stderr %q; want the usage on stdout only", err, stdout.String(), stderr.String())
+				}
+				return
 			}
-			if tt.code == 0 && (!errors.Is(err, flag.ErrHelp) || !strings.Contains(stdout.String(), "-shutdown-grace")) {
-				t.Errorf("-h: err %v, usage %q", err, stdout.String())
+			// What a user sees: the error, then the usage, on stderr;
+			// nothing on stdout.
+			if !strings.HasPrefix(stderr.String(), "taskd: ") || !strings.Contains(stderr.String(), tt.want) ||
+				!strings.Contains(stderr.String(), "Usage: taskd") || stdout.Len() != 0 {
+				t.Errorf("stderr %q, stdout %q; want %q and the usage on stderr", stderr.String(), stdout.String(), tt.want)
 			}
 		})
+	}
+}
+
+// TestBinaryUsageError: the built binary prints the error on stderr and
+// exits 2.
+func TestBinaryUsageError(t *testing.T) {
+	t.Parallel()
+	var stdout, stderr bytes.Buffer
+	cmd := exec.Command(taskdBinary(t), "-log-format", "xml")
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 2 {
+		t.Fatalf("exit: %v, want status 2", err)
+	}
+	if !strings.HasPrefix(stderr.String(), `taskd: invalid -log-format "xml"`) || stdout.Len() != 0 {
+		t.Errorf("stderr %q, stdout %q", stderr.String(), stdout.String())
 	}
 }
 
@@ -68,7 +94,7 @@ func TestRunListenError(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "address already in use") {
 		t.Fatalf("Run on a busy address = %v, want a listen error", err)
 	}
-	if code := exitCode(err); code != 1 {
+	if code := exitCode(err, io.Discard); code != 1 {
 		t.Errorf("exit code %d, want 1", code)
 	}
 }
@@ -180,7 +206,7 @@ func TestBinaryGracefulShutdown(t *testing.T) {
 			t.Parallel()
 			const grace = 200 * time.Millisecond
 			cmd, logs, url := runBinary(t, "-shutdown-grace", grace.String())
-			res := getAsync(t, url+"/longrunningtask?iterations=1000&interval=1h", "inflight")
+			res := getAsync(t, url+"/longrunningtask?iterations=1&interval=1h", "inflight")
 			logs.Wait(t, "start", msgID("Long-running task started.", "inflight"))
 
 			sent := time.Now()
@@ -199,7 +225,7 @@ func TestBinaryGracefulShutdown(t *testing.T) {
 			}
 
 			r := testlog.Recv(t, "response", res)
-			if r.err != nil || r.code != 200 || r.body != "Long-running task cancelled successfully." {
+			if r.err != nil || r.code != 200 || r.body != "Long-running task cancelled successfully.\n" {
 				t.Errorf("in-flight request got %+v, want 200 and the cancel message", r)
 			}
 			if elapsed := time.Since(sent); elapsed < grace {
@@ -217,7 +243,7 @@ func TestBinaryGracefulShutdown(t *testing.T) {
 func TestBinarySecondSignalExitsAtOnce(t *testing.T) {
 	t.Parallel()
 	cmd, logs, url := runBinary(t, "-shutdown-grace", "1h")
-	res := getAsync(t, url+"/longrunningtask?iterations=1000&interval=1h", "stuck")
+	res := getAsync(t, url+"/longrunningtask?iterations=1&interval=1h", "stuck")
 	logs.Wait(t, "start", msgID("Long-running task started.", "stuck"))
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
@@ -232,5 +258,81 @@ func TestBinarySecondSignalExitsAtOnce(t *testing.T) {
 	logs.Wait(t, "exit message", func(r testlog.Record) bool { return strings.Contains(r.Str("msg"), "exiting at once") })
 	if r := testlog.Recv(t, "response", res); r.err == nil {
 		t.Errorf("the in-flight request got %+v after the process exited", r)
+	}
+}
+
+// TestBinarySecondSignalBlockedStderr: with standard error a pipe that
+// nobody reads (full, so every write blocks), the second signal still
+// exits at once.
+func TestBinarySecondSignalBlockedStderr(t *testing.T) {
+	t.Parallel()
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pr.Close()
+	cmd := exec.Command(taskdBinary(t), "-addr", "127.0.0.1:0", "-log-format", "json", "-shutdown-grace", "1h")
+	cmd.Stderr = pw
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			cmd.Process.Kill()
+			cmd.Wait()
+		}
+	})
+	// Read the log until taskd listens, then stop reading and fill the
+	// pipe: from now on, every write to stderr blocks.
+	sc := bufio.NewScanner(pr)
+	var addr string
+	for addr == "" && sc.Scan() {
+		if _, a, ok := strings.Cut(sc.Text(), `"addr":"`); ok {
+			addr, _, _ = strings.Cut(a, `"`)
+		}
+	}
+	if addr == "" {
+		t.Fatalf("no listening line: %v", sc.Err())
+	}
+	fillPipe(t, pw)
+	pw.Close() // the child has its own copy
+
+	// A request: its log line blocks the handler (and the logger's lock).
+	c := testlog.RawGet(t, addr, "/longrunningtask?iterations=1&interval=1h", "blocked")
+	defer c.Close()
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	sent := time.Now()
+	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	code := waitExit(t, cmd)
+	took := time.Since(sent)
+	// Both signals may be pending at once; the kernel then delivers SIGINT
+	// first.
+	if code != 128+int(syscall.SIGINT) && code != 128+int(syscall.SIGTERM) {
+		t.Errorf("exit code %d, want 128+signal", code)
+	}
+	// Required: within 100 ms. taskd waits at most exitMessageBudget for
+	// its message; the bound leaves room for a loaded machine.
+	if took > time.Second {
+		t.Errorf("exited %v after the second signal", took)
+	}
+	t.Logf("exited %v after the second signal", took)
+}
+
+// fillPipe fills the pipe whose write end is w, which holds nothing yet.
+// os/exec put w in blocking mode; writing exactly the pipe's capacity
+// returns once the pipe is full.
+func fillPipe(t *testing.T, w *os.File) {
+	t.Helper()
+	const fGetPipeSz = 1032 // F_GETPIPE_SZ (Linux)
+	size, _, errno := syscall.Syscall(syscall.SYS_FCNTL, w.Fd(), fGetPipeSz, 0)
+	if errno != 0 {
+		t.Skipf("F_GETPIPE_SZ: %v", errno)
+	}
+	if _, err := w.Write(bytes.Repeat([]byte("x"), int(size))); err != nil {
+		t.Fatal(err)
 	}
 }

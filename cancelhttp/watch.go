@@ -1,0 +1,127 @@
+package cancelhttp
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"strconv"
+	"sync/atomic"
+)
+
+// watchListener wraps the connections [Serve] accepts so that the requests
+// net/http rejects without calling a handler reach the log. It is safe for
+// concurrent use, like the listener it wraps.
+type watchListener struct {
+	net.Listener
+	log *slog.Logger
+}
+
+func (l *watchListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return c, err
+	}
+	return &watchConn{Conn: c, log: l.log}, nil
+}
+
+// watchConn sees what net/http reads and writes on one connection:
+//
+//   - a write of one of net/http's own error answers ("HTTP/1.1 400 Bad
+//     Request" followed by exactly the headers net/http gives them, which
+//     a handler's answer never has, since it always has Date and
+//     Content-Length) is logged as a rejected request;
+//   - a read that fails with a timeout after bytes of a request arrived,
+//     followed by Close with no write in between, is net/http dropping a
+//     request whose headers (or body) came too slowly: logged as 408.
+//
+// A connection whose first read starts with the HTTP/2 preface is not
+// watched. net/http
+// reads a connection from one goroutine at a time and writes it from one,
+// but reads and writes may run at once: the fields they share are atomic.
+type watchConn struct {
+	net.Conn
+	log *slog.Logger
+	// pending counts bytes read since the last write (the start of a
+	// request not answered yet); -1 once the connection speaks HTTP/2.
+	pending  atomic.Int64
+	timedOut atomic.Bool // a read timed out while pending > 0
+	closed   atomic.Bool
+}
+
+var h2Preface = []byte("PRI * HTTP/2.0\r\n")
+
+func (c *watchConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	pending := c.pending.Load()
+	if pending < 0 {
+		return n, err
+	}
+	if pending == 0 && bytes.HasPrefix(p[:n], h2Preface) {
+		c.pending.Store(-1)
+		return n, err
+	}
+	pending = c.pending.Add(int64(n))
+	if err != nil && pending > 0 && errors.Is(err, os.ErrDeadlineExceeded) {
+		c.timedOut.Store(true)
+	}
+	return n, err
+}
+
+// errorHeaders is what net/http writes between the status line and the body
+// of the answers it sends itself.
+const errorHeaders = "\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n"
+
+func (c *watchConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	if c.pending.Load() < 0 {
+		return n, err
+	}
+	c.pending.Store(0)
+	c.timedOut.Store(false)
+	if len(p) > 13 && string(p[:9]) == "HTTP/1.1 " {
+		if i := bytes.Index(p, []byte(errorHeaders)); i > 0 && !bytes.Contains(p[:i], []byte("\r\n")) {
+			c.logRejected(p[9:i], p[i+len(errorHeaders):], n)
+		}
+	}
+	return n, err
+}
+
+// ReadFrom keeps net/http's sendfile path: io.Copy uses the wrapped
+// connection's ReadFrom when it has one.
+func (c *watchConn) ReadFrom(r io.Reader) (int64, error) {
+	if c.pending.Load() >= 0 {
+		c.pending.Store(0)
+		c.timedOut.Store(false)
+	}
+	return io.Copy(c.Conn, r)
+}
+
+func (c *watchConn) Close() error {
+	if !c.closed.Swap(true) && c.timedOut.Load() && c.pending.Load() > 0 {
+		c.log.LogAttrs(context.Background(), slog.LevelInfo, "request",
+			slog.Int("status", 408),
+			slog.Int("bytes", 0),
+			slog.String("rejected_by", "net/http"),
+			slog.String("error", "timeout reading the request (ReadHeaderTimeout or ReadTimeout); connection closed without an answer"),
+			slog.Int64("bytes_received", c.pending.Load()),
+			slog.String("remote_addr", c.RemoteAddr().String()))
+	}
+	return c.Conn.Close()
+}
+
+// logRejected logs an answer net/http wrote itself: status is its status
+// line after "HTTP/1.1 " ("400 Bad Request: missing required Host header"),
+// body its body.
+func (c *watchConn) logRejected(status, body []byte, written int) {
+	code, _ := strconv.Atoi(string(status[:min(3, len(status))]))
+	c.log.LogAttrs(context.Background(), slog.LevelInfo, "request",
+		slog.Int("status", code),
+		slog.Int("bytes", max(0, written-(len(status)+9+len(errorHeaders)))),
+		slog.String("rejected_by", "net/http"),
+		slog.String("error", truncate(string(body))),
+		slog.String("remote_addr", c.RemoteAddr().String()))
+}
