@@ -178,11 +178,9 @@ func (s *Source) SetDeadlineCause(t time.Time, cause error) {
 	now := monoNow()
 	var dl int64
 	if t != t.Round(0) {
-		// Monotonic: both t and epoch have a monotonic reading.
+		// Monotonic: both t and epoch have a monotonic reading. t.Sub
+		// saturates: a far t gives math.MaxInt64, which is never.
 		dl = int64(t.Sub(epoch))
-		if dl == math.MaxInt64 {
-			dl = never
-		}
 	} else {
 		// Wall clock: t.Sub uses the wall clock when t has no monotonic
 		// reading; saturated at math.MaxInt64.
