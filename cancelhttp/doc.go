@@ -34,10 +34,25 @@
 //   - Run the server with [Serve] rather than http.Server.Serve: it links
 //     every request context to shutdown, gives in-flight requests a grace
 //     period, then cancels them and waits a bounded time for their handlers.
-//     Do not set http.Server.ReadTimeout on a server with long handlers:
-//     net/http cancels the request context when it fires, which the
-//     middleware cannot tell from a client that went away (use
-//     ReadHeaderTimeout).
+//     Set http.Server.ReadHeaderTimeout and ReadTimeout: they bound how
+//     long a client may take to send a request's headers and its body, and
+//     they do not cancel handlers that run longer (net/http clears the read
+//     deadline once the body has been read, to watch for the client
+//     leaving). Set a small MaxHeaderBytes (the default, 1 MiB, lets each
+//     connection with unfinished headers pin about that much memory).
+//   - A client that goes away is noticed at once over HTTP/2, and over
+//     HTTP/1.1 once the request body has been read to its end: net/http
+//     only watches the connection then. Wrap handlers that do not read the
+//     body with [IgnoreBody], which drains a small body and refuses a large
+//     one. A client that pipelines a second request behind one whose
+//     handler is running is not noticed until that handler returns (net/http
+//     stops watching once it has read a byte of the next request); bound
+//     such handlers' work.
+//   - net/http removes a Content-Length sent along with Transfer-Encoding
+//     before any handler sees the request, so the middleware cannot refuse
+//     that ambiguous framing; it closes the connection after every HTTP/1
+//     request with a Transfer-Encoding instead, as RFC 9112 requires for the
+//     ambiguous case, so a request smuggled behind one is never served.
 //   - Every function and method of the package is safe for concurrent use.
 //     None blocks except [Serve] (until the server stops) and
 //     Transport.RoundTrip (while the request is in flight).
@@ -45,6 +60,7 @@
 // Costs: the middleware allocates a few small objects per request (the
 // state, the linked source, the request copy net/http's WithContext makes)
 // and starts no goroutine unless the client goes away or the server shuts
-// down; a timeout header adds one runtime timer. Its throughput relative to a
+// down; a timeout header adds one runtime timer. [Serve] adds no goroutine
+// per connection. Its throughput relative to a
 // bare handler is measured in bench/http (see docs/taskd.md).
 package cancelhttp

@@ -1,0 +1,210 @@
+package cancelhttp_test
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-cancellation/cancellation/cancelhttp"
+	"github.com/go-cancellation/cancellation/internal/doccheck"
+	"github.com/go-cancellation/cancellation/internal/testlog"
+)
+
+func TestDocs(t *testing.T) { doccheck.Check(t, ".") }
+
+// TestServeNoGoroutinePerConnection: with Serve, an HTTP/1.1 connection
+// whose request is in flight costs the two goroutines it costs with plain
+// net/http (the connection's and its background read), not a third that
+// the context package starts when the base context is not a *cancelCtx.
+// Not parallel: it counts the process's goroutines.
+func TestServeNoGoroutinePerConnection(t *testing.T) {
+	const n = 100
+	started := make(chan struct{}, n)
+	finished := make(chan struct{}, n)
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		started <- struct{}{}
+		<-r.Context().Done()
+		finished <- struct{}{}
+	})
+	srv := startServer(t, h, serverConfig{})
+	runtime.GC()
+	before := runtime.NumGoroutine()
+	conns := make([]net.Conn, n)
+	for i := range conns {
+		conns[i] = testlog.RawGet(t, srv.Addr, "/", fmt.Sprintf("g-%d", i))
+	}
+	for range n {
+		testlog.Recv(t, "handler start", started)
+	}
+	perConn := float64(runtime.NumGoroutine()-before) / n
+	for _, c := range conns {
+		c.Close()
+	}
+	for range n {
+		testlog.Recv(t, "handler return", finished)
+	}
+	t.Logf("%.2f goroutines per connection with a request in flight", perConn)
+	if perConn > 2.5 {
+		t.Errorf("%.2f goroutines per connection, want 2 (as plain net/http)", perConn)
+	}
+}
+
+// TestServeLogsRejections: the requests net/http answers itself, and the
+// connections it drops for slow headers, are in the log.
+func TestServeLogsRejections(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t, http.NotFoundHandler(), serverConfig{setup: func(s *http.Server) {
+		s.MaxHeaderBytes = 1 << 10
+		s.ReadHeaderTimeout = 200 * time.Millisecond
+	}})
+	tests := []struct {
+		name, request string
+		status        float64
+		errText       string
+	}{
+		{"no host", "GET / HTTP/1.1\r\n\r\n", 400, "missing required Host header"},
+		{"malformed", "GET / HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n", 400, "400 Bad Request"},
+		{"too large", "GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + strings.Repeat("a", 8<<10) + "\r\n\r\n", 431, "431 Request Header Fields Too Large"},
+		{"transfer encoding", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n", 501, "Unsupported transfer encoding"},
+		{"version", "GET / HTTP/9.9\r\nHost: x\r\n\r\n", 505, "HTTP Version Not Supported"},
+		{"header timeout", "GET / HTTP/1.1\r\nHost: x\r\nX-Unfinished: ", 408, "timeout"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			c, err := net.Dial("tcp", srv.Addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			go io.WriteString(c, tt.request)
+			c.SetReadDeadline(time.Now().Add(testlog.TimeLeft(t)))
+			io.Copy(io.Discard, c) // until net/http closes the connection
+			local := c.LocalAddr().String()
+			r := srv.Logs.Wait(t, "rejection of "+tt.name, func(r testlog.Record) bool {
+				return r.Str("msg") == "request" && r.Str("remote_addr") == local
+			})
+			if r.Num("status") != tt.status || r.Str("rejected_by") != "net/http" || !strings.Contains(r.Str("error"), tt.errText) {
+				t.Errorf("record %v; want status %v, rejected_by net/http, error containing %q", r, tt.status, tt.errText)
+			}
+		})
+	}
+}
+
+// TestHandlerCanceledKinds: the access log says why a request was
+// canceled, and a 499 counts only the bytes written before the client
+// left.
+func TestHandlerCanceledKinds(t *testing.T) {
+	t.Parallel()
+	started := make(chan string, 3)
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "early")
+		http.NewResponseController(w).Flush()
+		started <- r.Header.Get("X-Request-Id")
+		<-r.Context().Done()
+		io.WriteString(w, "written after the cancellation\n")
+	})
+	srv := startServer(t, h, serverConfig{})
+
+	c := testlog.RawGet(t, srv.Addr, "/", "client")
+	if id := testlog.Recv(t, "start", started); id != "client" {
+		t.Fatalf("started %q", id)
+	}
+	c.Close()
+	a := srv.Logs.Wait(t, "access log", accessLog("client"))
+	if a.Str("canceled") != "client" || a.Num("status") != 499 || a.Num("bytes") != 5 {
+		t.Errorf("access log %v; want canceled=client, 499, bytes=5", a)
+	}
+
+	req, _ := http.NewRequest("GET", srv.URL, nil)
+	req.Header.Set("X-Request-Id", "deadline")
+	req.Header.Set(cancelhttp.ConnectTimeoutHeader, "20")
+	client := h1Client(t)
+	body := make(chan string, 1)
+	go func() {
+		resp, err := client.Do(req)
+		if err != nil {
+			body <- err.Error()
+			return
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		body <- string(b)
+	}()
+	testlog.Recv(t, "start", started)
+	if b := testlog.Recv(t, "response", body); b != "earlywritten after the cancellation\n" {
+		t.Errorf("deadline: client read %q", b)
+	}
+	a = srv.Logs.Wait(t, "access log", accessLog("deadline"))
+	if a.Str("canceled") != "deadline" || a.Num("status") != 200 || a.Num("bytes") != 36 {
+		t.Errorf("access log %v; want canceled=deadline, 200, bytes=36", a)
+	}
+
+	testlog.RawGet(t, srv.Addr, "/", "shutdown")
+	testlog.Recv(t, "start", started)
+	if err := srv.shutdown(t); err != nil {
+		t.Fatal(err)
+	}
+	a = srv.Logs.Wait(t, "access log", accessLog("shutdown"))
+	if a.Str("canceled") != "shutdown" || a.Num("status") != 200 {
+		t.Errorf("access log %v; want canceled=shutdown, 200", a)
+	}
+}
+
+// TestReadTimeoutBoundsBodyNotHandler: ReadTimeout ends a request whose
+// body arrives too slowly (408 from IgnoreBody, connection closed), and
+// does not cancel a handler that runs longer than it once the body has
+// been read, over HTTP/1.1 and HTTP/2.
+func TestReadTimeoutBoundsBodyNotHandler(t *testing.T) {
+	t.Parallel()
+	const readTimeout = 100 * time.Millisecond
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		timer := time.NewTimer(3 * readTimeout)
+		defer timer.Stop()
+		select {
+		case <-timer.C:
+			io.WriteString(w, "still live")
+		case <-r.Context().Done():
+			io.WriteString(w, "canceled")
+		}
+	})
+	srv := startServer(t, cancelhttp.IgnoreBody(h, 1<<10), serverConfig{setup: func(s *http.Server) {
+		s.ReadTimeout = readTimeout
+	}})
+	for _, tt := range []struct {
+		name   string
+		client *http.Client
+	}{{"HTTP/1.1", h1Client(t)}, {"HTTP/2", h2cClient(t)}} {
+		resp, err := tt.client.Post(srv.URL, "text/plain", strings.NewReader("body"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if string(b) != "still live" {
+			t.Errorf("%s: handler saw %q, want its context live after ReadTimeout", tt.name, b)
+		}
+	}
+
+	c, err := net.Dial("tcp", srv.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nonly a part")
+	c.SetReadDeadline(time.Now().Add(testlog.TimeLeft(t)))
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestTimeout || !resp.Close {
+		t.Errorf("slow body: %d, close %v; want 408 and the connection closed", resp.StatusCode, resp.Close)
+	}
+}
