@@ -1,6 +1,6 @@
 // Command ratios reads `go test -bench` output of the core benchmarks
 // (several rounds) on standard input and prints, for every row of the
-// DESIGN.md performance table, the median of each implementation, the ratio
+// performance table in the README, the median of each implementation, the ratio
 // cancellation/context and whether the target holds.
 package main
 
