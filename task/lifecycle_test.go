@@ -1,0 +1,275 @@
+package task_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-cancellation/cancellation"
+	"github.com/go-cancellation/cancellation/internal/testlog"
+	"github.com/go-cancellation/cancellation/task"
+)
+
+// TestLeaseLostCancelsAndHandsBack: a node that cannot renew the lease
+// cancels the task itself with ErrLeaseLost; once it can write again the
+// task goes back to the queue and runs again as attempt 2.
+func TestLeaseLostCancelsAndHandsBack(t *testing.T) {
+	t.Parallel()
+	cs := &countingStore{Store: openStore(t, newBucket())}
+	causes := make(chan error, 1)
+	resume := make(chan struct{})
+	attempts := make(chan int, 2)
+	kind := task.Kind{Name: "lease", Run: func(tok cancellation.Token, run *task.Run) (string, error) {
+		attempts <- run.Attempt()
+		if run.Attempt() > 1 {
+			return "second attempt", nil
+		}
+		<-tok.Done()
+		causes <- context.Cause(tok)
+		<-resume
+		return "", tok.Err()
+	}}
+	const lease = 300 * time.Millisecond
+	startRunner(t, runnerOpts{store: cs, lease: lease, kinds: []task.Kind{kind}})
+	r2, _ := task.NewRunner(task.Config{Store: cs, Kinds: task.NewRegistry(kind)})
+	tk, _, _ := r2.Submit(deadlineCtx(t), task.Spec{Kind: "lease"})
+	recvT(t, attempts, "first attempt")
+	cs.fail.Store(true)
+	lost := time.Now()
+	if cause := recvT(t, causes, "lease lost"); !errors.Is(cause, task.ErrLeaseLost) {
+		t.Fatalf("cause %v, want ErrLeaseLost", cause)
+	}
+	if d := time.Since(lost); d > lease+testlog.TimeLeft(t)/2 {
+		t.Fatalf("lease lost after %v", d)
+	}
+	cs.fail.Store(false)
+	close(resume)
+	if a := recvT(t, attempts, "second attempt"); a != 2 {
+		t.Fatalf("attempt %d, want 2", a)
+	}
+	final := waitState(t, cs, tk.ID, task.Succeeded)
+	if final.Attempt != 2 || final.Result != "second attempt" {
+		t.Fatalf("final %+v", final)
+	}
+}
+
+// TestLeaseRenewedWhileHealthy: a task running for several lease periods
+// keeps its lease.
+func TestLeaseRenewedWhileHealthy(t *testing.T) {
+	t.Parallel()
+	s := openStore(t, newBucket())
+	const lease = 600 * time.Millisecond
+	kind := task.Kind{Name: "long", Run: func(tok cancellation.Token, run *task.Run) (string, error) {
+		if err := cancellation.Sleep(tok, 3*lease); err != nil {
+			return "", fmt.Errorf("canceled after %v: %w", context.Cause(tok), err)
+		}
+		return "ok", nil
+	}}
+	r := startRunner(t, runnerOpts{store: s, lease: lease, kinds: []task.Kind{kind}})
+	tk, _, _ := r.Submit(deadlineCtx(t), task.Spec{Kind: "long"})
+	running := waitState(t, s, tk.ID, task.Running)
+	if running.Lease == nil || running.Lease.Node != "node-a" || running.Lease.Duration != task.Duration(lease) {
+		t.Fatalf("running record's lease %+v", running.Lease)
+	}
+	ch, _ := s.Watch(deadlineCtx(t), task.WatchOptions{ID: tk.ID})
+	renewed := false
+	for ev := range ch {
+		if ev.Task.Lease != nil && ev.Task.Lease.Renewals > 0 {
+			renewed = true
+		}
+		if ev.Task.State.Final() {
+			if ev.Task.State != task.Succeeded || !renewed {
+				t.Fatalf("final %+v (renewed %v)", ev.Task, renewed)
+			}
+			return
+		}
+	}
+}
+
+// TestShutdownHandsBack: Shutdown cancels what is still running after the
+// grace period with "node shutting down" and puts it back in the queue;
+// the next runner runs it as attempt 2.
+func TestShutdownHandsBack(t *testing.T) {
+	t.Parallel()
+	bucket := newBucket()
+	s := openStore(t, bucket)
+	g := newGate()
+	a, _ := task.NewRunner(task.Config{Store: s, Kinds: task.NewRegistry(g.kind()), Node: "node-a", Logger: discard()})
+	if err := a.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	ctx := deadlineCtx(t)
+	tk, _, _ := a.Submit(ctx, task.Spec{Kind: "gate"})
+	recvT(t, g.started, "start")
+	if err := a.Shutdown(ctx, 10*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	if cause := recvT(t, g.causes, "cause"); !errors.Is(cause, task.ErrShuttingDown) || cause.Error() != "node shutting down" {
+		t.Fatalf("cause %v", cause)
+	}
+	back, _, _ := s.Get(ctx, tk.ID)
+	if back.State != task.Queued || back.Attempt != 1 || back.Node != "" || back.FinishedAt != nil {
+		t.Fatalf("handed back record %+v", back)
+	}
+	if _, _, err := a.Submit(ctx, task.Spec{Kind: "gate"}); !errors.Is(err, task.ErrClosed) {
+		t.Fatalf("Submit after Shutdown = %v", err)
+	}
+	startRunner(t, runnerOpts{store: openStore(t, bucket), node: "node-b", kinds: []task.Kind{g.kind()}})
+	recvT(t, g.started, "start on node b")
+	again := waitState(t, s, tk.ID, task.Running)
+	if again.Attempt != 2 || again.Node != "node-b" {
+		t.Fatalf("rerun %+v, want attempt 2 on node-b", again)
+	}
+	close(g.release)
+	waitState(t, s, tk.ID, task.Succeeded)
+}
+
+func TestShutdownGraceLetsTasksFinish(t *testing.T) {
+	t.Parallel()
+	s := openStore(t, newBucket())
+	g := newGate()
+	a, _ := task.NewRunner(task.Config{Store: s, Kinds: task.NewRegistry(g.kind()), Logger: discard()})
+	a.Start(t.Context())
+	ctx := deadlineCtx(t)
+	tk, _, _ := a.Submit(ctx, task.Spec{Kind: "gate"})
+	recvT(t, g.started, "start")
+	done := make(chan error, 1)
+	go func() { done <- a.Shutdown(ctx, testlog.TimeLeft(t)) }()
+	close(g.release)
+	if err := recvT(t, done, "Shutdown"); err != nil {
+		t.Fatal(err)
+	}
+	if got, _, _ := s.Get(ctx, tk.ID); got.State != task.Succeeded {
+		t.Fatalf("state %s, want succeeded within the grace period", got.State)
+	}
+}
+
+func TestRunScoped(t *testing.T) {
+	t.Parallel()
+	s := openStore(t, newBucket())
+	r := startRunner(t, runnerOpts{store: s, concurrency: 1, kinds: []task.Kind{task.LongRunning()}})
+	ctx := deadlineCtx(t)
+	started := make(chan string, 1)
+	wait := func(tok cancellation.Token, run *task.Run) (string, error) {
+		started <- run.ID()
+		<-tok.Done()
+		return "", tok.Err()
+	}
+	spec := task.Spec{Kind: "longrunning", Params: json.RawMessage(`{"iterations":5,"interval":"1s"}`)}
+
+	// The request goes away: canceled with its cause.
+	req := cancellation.New(ctx)
+	errDisconnected := errors.New("client disconnected")
+	type out struct {
+		t   *task.Task
+		err error
+	}
+	res := make(chan out, 1)
+	go func() {
+		tk, _, err := r.RunScoped(req.Token(), spec, wait)
+		res <- out{tk, err}
+	}()
+	id := recvT(t, started, "scoped start")
+	p, _ := r.Store().List(ctx, task.ListOptions{State: task.Running})
+	if len(p.Tasks) != 1 || p.Tasks[0].ID != id || !p.Tasks[0].RequestScoped || p.Tasks[0].Attempt != 1 {
+		t.Fatalf("running scoped task not listed: %+v", p.Tasks)
+	}
+	req.CancelCause(errDisconnected)
+	o := recvT(t, res, "RunScoped's return")
+	if !errors.Is(o.err, context.Canceled) || o.t.State != task.Canceled || o.t.Cause != "client disconnected" || o.t.StopLatencyMS == nil {
+		t.Fatalf("RunScoped = %+v, %v", o.t, o.err)
+	}
+
+	// Canceled through the API.
+	go func() {
+		tk, _, err := r.RunScoped(ctx, spec, wait)
+		res <- out{tk, err}
+	}()
+	id = recvT(t, started, "second scoped start")
+	if _, err := r.Cancel(ctx, id, task.CancelRequest{Reason: "stop it"}); err != nil {
+		t.Fatal(err)
+	}
+	o = recvT(t, res, "RunScoped's return")
+	if o.t.State != task.Canceled || o.t.Cause != "canceled: stop it" {
+		t.Fatalf("RunScoped after Cancel = %+v, %v", o.t, o.err)
+	}
+	if _, _, err := r.RunScoped(ctx, task.Spec{Kind: "nope"}, wait); !errors.Is(err, task.ErrUnknownKind) {
+		t.Fatalf("unknown kind: %v", err)
+	}
+}
+
+func TestRetentionDeletesFinished(t *testing.T) {
+	t.Parallel()
+	s := openStore(t, newBucket())
+	r := startRunner(t, runnerOpts{store: s, retention: 100 * time.Millisecond, kinds: []task.Kind{task.LongRunning()}})
+	ctx := deadlineCtx(t)
+	tk, _, _ := r.Submit(ctx, task.Spec{Kind: "longrunning", Params: json.RawMessage(`{"iterations":1,"interval":"0s"}`)})
+	done := waitState(t, s, tk.ID, task.Succeeded)
+	_, rev, _ := s.Get(ctx, tk.ID)
+	ch, _ := s.Watch(ctx, task.WatchOptions{ID: tk.ID, After: rev})
+	for ev := range ch {
+		if ev.Deleted {
+			if age := time.Since(*done.FinishedAt); age < 100*time.Millisecond {
+				t.Fatalf("deleted %v after it finished, before the retention", age)
+			}
+			return
+		}
+	}
+	t.Fatal("finished task not deleted after the retention")
+}
+
+func TestLongRunningLogsAndProgress(t *testing.T) {
+	t.Parallel()
+	s := openStore(t, newBucket())
+	sink := testlog.NewSink()
+	r := startRunner(t, runnerOpts{store: s, logger: sink.Logger(), kinds: []task.Kind{task.LongRunning()}})
+	tk, _, _ := r.Submit(deadlineCtx(t), task.Spec{Kind: "longrunning", Params: json.RawMessage(`{"iterations":2,"interval":"1ms"}`)})
+	waitState(t, s, tk.ID, task.Succeeded)
+	for _, msg := range []string{"Iteration 1 of 2 completed.", "Iteration 2 of 2 completed."} {
+		sink.Wait(t, msg, func(r testlog.Record) bool { return r.Str("msg") == msg && r.Str("task") == tk.ID })
+	}
+	stop := sink.Wait(t, "stop line", func(r testlog.Record) bool { return r.Str("msg") == "task stopped" })
+	if stop.Str("task") != tk.ID || stop.Str("state") != "succeeded" {
+		t.Fatalf("stop line %v", stop)
+	}
+}
+
+func TestDownloadKind(t *testing.T) {
+	t.Parallel()
+	body := strings.Repeat("cancellation ", 80000)
+	sum := sha256.Sum256([]byte(body))
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.ServeContent(w, r, "file.txt", time.Unix(0, 0), strings.NewReader(body))
+	}))
+	defer ts.Close()
+	dir := t.TempDir()
+	s := openStore(t, newBucket())
+	r := startRunner(t, runnerOpts{store: s, kinds: []task.Kind{task.Download(dir, ts.Client())}})
+	params, _ := json.Marshal(task.DownloadParams{URL: ts.URL + "/file.txt", SHA256: hex.EncodeToString(sum[:])})
+	tk, _, err := r.Submit(deadlineCtx(t), task.Spec{Kind: "download", Params: params})
+	if err != nil {
+		t.Fatal(err)
+	}
+	final := waitState(t, s, tk.ID, task.Succeeded)
+	path := filepath.Join(dir, tk.ID, "file.txt")
+	got, err := os.ReadFile(path)
+	if err != nil || string(got) != body {
+		t.Fatalf("downloaded file: %d bytes, %v", len(got), err)
+	}
+	if p := final.Progress; p == nil || p.Done != int64(len(body)) || p.Total != int64(len(body)) {
+		t.Fatalf("progress %+v", final.Progress)
+	}
+	if !strings.Contains(final.Result, path) {
+		t.Fatalf("result %q", final.Result)
+	}
+}

@@ -1,0 +1,70 @@
+package natsstore_test
+
+import (
+	"fmt"
+	"os"
+	"sync/atomic"
+	"testing"
+
+	"github.com/go-cancellation/cancellation/internal/doccheck"
+	"github.com/go-cancellation/cancellation/task"
+	"github.com/go-cancellation/cancellation/task/natsstore"
+	"github.com/go-cancellation/cancellation/task/storetest"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"go.uber.org/goleak"
+)
+
+var srv *server.Server
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "natsstore-test-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	srv, err = natsstore.RunServer(natsstore.ServerOptions{Dir: dir})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	srv.Shutdown()
+	srv.WaitForShutdown()
+	os.RemoveAll(dir)
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, "goleak:", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+var buckets atomic.Int64
+
+// newStore returns a Store on a bucket of its own, closed when t ends.
+func newStore(t *testing.T) *natsstore.Store {
+	t.Helper()
+	nc, err := nats.Connect(srv.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	s, err := natsstore.New(t.Context(), nc, natsstore.Options{
+		Bucket: fmt.Sprintf("test%d", buckets.Add(1)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func TestConformance(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) task.Store { return newStore(t) })
+}
+
+func TestDocs(t *testing.T) {
+	doccheck.Check(t, ".")
+}

@@ -1,0 +1,214 @@
+package task
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/go-cancellation/cancellation"
+)
+
+// running is a task running on this runner: its sources, the last record
+// it wrote, its coalesced progress and its lease renewal.
+type running struct {
+	r   *Runner
+	id  string
+	ctx context.Context // the parent: the runner's life, or the request
+
+	lease *cancellation.Source // canceled with ErrLeaseLost when not renewed
+	src   *cancellation.Source // the task's: child of lease
+
+	canceledAt time.Time // when src was canceled (set by its callback)
+	reg        cancellation.Registration
+
+	wmu sync.Mutex // serializes writes of rec
+	rec *Task
+	rev uint64
+
+	pmu       sync.Mutex
+	prog      *Progress
+	dirty     bool
+	lastFlush time.Time
+	flushT    *time.Timer
+	flushWG   sync.WaitGroup
+	pclosed   bool
+
+	renewStop chan struct{}
+	renewDone chan struct{}
+}
+
+func (r *Runner) newRunning(parent context.Context, t *Task) *running {
+	lease := cancellation.New(parent)
+	lease.CancelAfterCause(r.cfg.Lease, ErrLeaseLost)
+	rt := &running{r: r, id: t.ID, ctx: parent, lease: lease, src: cancellation.New(lease.Token()), rec: t}
+	if t.Progress != nil {
+		p := *t.Progress
+		rt.prog = &p
+	}
+	var mu sync.Mutex
+	rt.reg = rt.src.Token().Register(func() {
+		mu.Lock()
+		rt.canceledAt = time.Now()
+		mu.Unlock()
+	})
+	return rt
+}
+
+// stopLatency is the time since the task's token was canceled.
+func (rt *running) stopLatency() time.Duration {
+	rt.reg.Wait()
+	return time.Since(rt.canceledAt)
+}
+
+// release frees the sources.
+func (rt *running) release() {
+	rt.src.Cancel()
+	rt.lease.Cancel()
+}
+
+// cancel cancels the task's token for a cancel request.
+func (rt *running) cancel(req CancelRequest) {
+	rt.src.CancelCause(&CancelError{Request: req})
+}
+
+// write applies change to the latest record and stores it with a
+// compare-and-set, re-reading and re-applying on a conflict. change
+// returns false to leave the record alone. write returns the record as
+// stored, or nil when it could not be written.
+func (rt *running) write(change func(*Task) bool) *Task {
+	rt.wmu.Lock()
+	defer rt.wmu.Unlock()
+	ctx := context.WithoutCancel(rt.ctx)
+	t, rev := rt.rec.Clone(), rt.rev
+	for attempt := 0; ; attempt++ {
+		if !change(t) {
+			return nil
+		}
+		wctx, cancel := context.WithTimeout(ctx, rt.r.cfg.Lease)
+		newRev, err := rt.r.store.Update(wctx, t, rev)
+		cancel()
+		if err == nil {
+			rt.rec, rt.rev = t, newRev
+			return t
+		}
+		if !errors.Is(err, ErrConflict) || attempt > 100 {
+			rt.r.log.Warn("task record not written", "task", rt.id, "error", err)
+			return nil
+		}
+		gctx, cancel := context.WithTimeout(ctx, rt.r.cfg.Lease)
+		t, rev, err = rt.r.store.Get(gctx, rt.id)
+		cancel()
+		if err != nil {
+			rt.r.log.Warn("task record not read", "task", rt.id, "error", err)
+			return nil
+		}
+		if t.Cancel != nil && (t.State == Canceling || t.State == Canceled) {
+			// A cancel request the watch has not delivered yet.
+			rt.cancel(*t.Cancel)
+		}
+	}
+}
+
+// setProgress records p and makes sure a flush is scheduled: at most one
+// write per progress interval, always with the latest value.
+func (rt *running) setProgress(p Progress) {
+	rt.pmu.Lock()
+	defer rt.pmu.Unlock()
+	rt.prog = &p
+	if rt.pclosed || rt.dirty {
+		return
+	}
+	rt.dirty = true
+	if rt.flushT == nil {
+		rt.scheduleFlushLocked()
+	}
+}
+
+func (rt *running) scheduleFlushLocked() {
+	wait := rt.r.cfg.ProgressInterval - time.Since(rt.lastFlush)
+	rt.flushWG.Add(1)
+	rt.flushT = time.AfterFunc(max(wait, 0), rt.flush)
+}
+
+func (rt *running) flush() {
+	defer rt.flushWG.Done()
+	rt.pmu.Lock()
+	if rt.pclosed {
+		rt.pmu.Unlock()
+		return
+	}
+	p := *rt.prog
+	rt.dirty = false
+	rt.pmu.Unlock()
+
+	rt.write(func(t *Task) bool {
+		if t.State != Running && t.State != Canceling {
+			return false
+		}
+		t.Progress = &p
+		return true
+	})
+
+	rt.pmu.Lock()
+	rt.lastFlush = time.Now()
+	rt.flushT = nil
+	if rt.dirty && !rt.pclosed {
+		rt.scheduleFlushLocked()
+	}
+	rt.pmu.Unlock()
+}
+
+// finalProgress stops progress writes and returns the last value reported
+// (nil if none), for the final record.
+func (rt *running) finalProgress() *Progress {
+	rt.pmu.Lock()
+	rt.pclosed = true
+	if rt.flushT != nil && rt.flushT.Stop() {
+		rt.flushWG.Done()
+	}
+	p := rt.prog
+	rt.pmu.Unlock()
+	rt.flushWG.Wait()
+	return p
+}
+
+// startRenewing renews the lease every Lease/3. Each successful renewal
+// re-arms the lease timer for a full lease measured from before the write,
+// so the timer fires before any other node can see the lease as ended.
+func (rt *running) startRenewing() {
+	rt.renewStop = make(chan struct{})
+	rt.renewDone = make(chan struct{})
+	go func() {
+		defer close(rt.renewDone)
+		every := rt.r.cfg.Lease / 3
+		t := time.NewTimer(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-rt.renewStop:
+				return
+			case <-rt.lease.Token().Done():
+				return
+			case <-t.C:
+			}
+			t0 := time.Now()
+			ok := rt.write(func(t *Task) bool {
+				if t.State != Running && t.State != Canceling || t.Lease == nil || t.Lease.Node != rt.r.cfg.Node {
+					return false
+				}
+				t.Lease.Renewals++
+				return true
+			}) != nil
+			if ok {
+				rt.lease.CancelAfterCause(rt.r.cfg.Lease-time.Since(t0), ErrLeaseLost)
+			}
+			t.Reset(every)
+		}
+	}()
+}
+
+func (rt *running) stopRenewing() {
+	close(rt.renewStop)
+	<-rt.renewDone
+}
