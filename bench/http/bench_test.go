@@ -14,7 +14,8 @@ func BenchmarkStopLatency(b *testing.B) {
 	for _, tc := range []struct {
 		mode  httpbench.Mode
 		burst int
-	}{{httpbench.CloseTCP, 1}, {httpbench.ResetStream, 1}, {httpbench.CloseTCP, 20}} {
+	}{{httpbench.CloseTCP, 1}, {httpbench.CloseWithBody, 1}, {httpbench.CloseChunked, 1}, {httpbench.CloseExpect, 1},
+		{httpbench.ClosePipelined, 1}, {httpbench.ResetStream, 1}, {httpbench.CloseTCP, 20}} {
 		b.Run("mode="+string(tc.mode)+"/burst="+itoa(tc.burst), func(b *testing.B) {
 			lat, err := httpbench.StopLatency(tc.mode, max(b.N, 20), tc.burst)
 			if err != nil {
@@ -49,6 +50,27 @@ func BenchmarkMiddlewareOverhead(b *testing.B) {
 					b.ReportMetric(httpbench.PairedRatio(rps[i], rps[0]), v.Name+"-ratio")
 				}
 			}
+		})
+	}
+}
+
+// BenchmarkInFlight measures max(b.N, 100) in-flight HTTP/1.1 requests
+// on plain net/http and on cancelhttp: heap+stack bytes per request and
+// goroutines per connection.
+func BenchmarkInFlight(b *testing.B) {
+	for _, plain := range []bool{true, false} {
+		name := "server=cancelhttp"
+		if plain {
+			name = "server=plain"
+		}
+		b.Run(name, func(b *testing.B) {
+			r, err := httpbench.MeasureInFlight(plain, max(b.N, 100))
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.ReportMetric(0, "ns/op")
+			b.ReportMetric(r.BytesPerRequest, "B/request")
+			b.ReportMetric(r.GoroutinesPerConn, "goroutines/conn")
 		})
 	}
 }

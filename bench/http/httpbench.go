@@ -13,6 +13,7 @@
 package httpbench
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -23,6 +24,7 @@ import (
 	"net/http"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -32,14 +34,17 @@ import (
 	"github.com/go-cancellation/cancellation/cancelhttp"
 )
 
-// server is an http.Server on 127.0.0.1:0 run by cancelhttp.Serve.
+// server is an http.Server on 127.0.0.1:0 run by cancelhttp.Serve, or by
+// its own Serve method (plain net/http).
 type server struct {
 	addr string
 	stop context.CancelFunc
 	done chan error
 }
 
-func startServer(h http.Handler) (*server, error) {
+func startServer(h http.Handler) (*server, error) { return startServerWith(h, false) }
+
+func startServerWith(h http.Handler, plain bool) (*server, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
@@ -50,6 +55,17 @@ func startServer(h http.Handler) (*server, error) {
 	srv := &http.Server{Handler: h, Protocols: &protocols, ReadHeaderTimeout: 10 * time.Second}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &server{addr: ln.Addr().String(), stop: cancel, done: make(chan error, 1)}
+	if plain {
+		s.stop = func() { cancel(); srv.Close() }
+		go func() {
+			if err := srv.Serve(ln); err != http.ErrServerClosed {
+				s.done <- err
+				return
+			}
+			s.done <- nil
+		}()
+		return s, nil
+	}
 	go func() {
 		s.done <- cancelhttp.Serve(ctx, srv, ln,
 			cancelhttp.WithGracePeriod(0), cancelhttp.WithServeLogger(slog.New(slog.DiscardHandler)))
@@ -80,7 +96,40 @@ const (
 	// ResetStream cancels an HTTP/2 (h2c) request: the client resets the
 	// stream and keeps the connection.
 	ResetStream Mode = "h2-reset"
+	// CloseWithBody closes an HTTP/1.1 connection whose GET carried a
+	// 5-byte body (Content-Length) that the handler does not read.
+	CloseWithBody Mode = "http1-body"
+	// CloseChunked is CloseWithBody with a chunked body.
+	CloseChunked Mode = "http1-chunked"
+	// CloseExpect sends Expect: 100-continue, the body after the server's
+	// 100 Continue, then closes.
+	CloseExpect Mode = "http1-expect"
+	// ClosePipelined sends a second request in the same write as the first,
+	// then closes.
+	ClosePipelined Mode = "http1-pipelined"
 )
+
+// Modes lists every Mode.
+var Modes = []Mode{CloseTCP, CloseWithBody, CloseChunked, CloseExpect, ClosePipelined, ResetStream}
+
+// rawRequest returns what a mode's HTTP/1.1 client sends first, and what it
+// sends after reading "100 Continue" ("" for none).
+func rawRequest(mode Mode, id string) (first, afterContinue string, ok bool) {
+	get := "GET / HTTP/1.1\r\nHost: bench\r\nX-Request-Id: " + id + "\r\n"
+	switch mode {
+	case CloseTCP:
+		return get + "\r\n", "", true
+	case CloseWithBody:
+		return get + "Content-Length: 5\r\n\r\nhello", "", true
+	case CloseChunked:
+		return get + "Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", "", true
+	case CloseExpect:
+		return get + "Expect: 100-continue\r\nContent-Length: 5\r\n\r\n", "hello", true
+	case ClosePipelined:
+		return get + "\r\nGET /next HTTP/1.1\r\nHost: bench\r\n\r\n", "", true
+	}
+	return "", "", false
+}
 
 // sleeper is the handler of the stop-latency runs: it announces itself,
 // sleeps on the request token like the taskd step, and reports the time it
@@ -97,6 +146,9 @@ type stopped struct {
 }
 
 func (s *sleeper) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == "/next" {
+		return // the pipelined second request of ClosePipelined
+	}
 	id := cancelhttp.RequestID(r.Context())
 	s.started <- id
 	err := cancellation.Sleep(r.Context(), time.Hour)
@@ -110,11 +162,13 @@ func (s *sleeper) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // StopLatency abandons n requests one at a time and returns, sorted, the
 // time from each client's abandoning (just before conn.Close or the context
 // cancel) to the handler's return. burst > 1 abandons that many in-flight
-// requests at once per batch instead.
+// requests at once per batch instead. The handler is behind
+// cancelhttp.Handler and cancelhttp.IgnoreBody.
 func StopLatency(mode Mode, n, burst int) ([]time.Duration, error) {
 	burst = max(burst, 1)
 	sl := &sleeper{started: make(chan string, burst), returned: make(chan stopped, burst)}
-	srv, err := startServer(cancelhttp.Handler(sl, cancelhttp.WithLogger(slog.New(slog.DiscardHandler))))
+	srv, err := startServer(cancelhttp.Handler(cancelhttp.IgnoreBody(sl, 64<<10),
+		cancelhttp.WithLogger(slog.New(slog.DiscardHandler))))
 	if err != nil {
 		return nil, err
 	}
@@ -136,17 +190,27 @@ func StopLatency(mode Mode, n, burst int) ([]time.Duration, error) {
 		var wg sync.WaitGroup
 		for i := range b {
 			id := fmt.Sprintf("r%d", done+i)
-			switch mode {
-			case CloseTCP:
+			first, afterContinue, raw := rawRequest(mode, id)
+			switch {
+			case raw:
 				c, err := net.Dial("tcp", srv.addr)
 				if err != nil {
 					return nil, err
 				}
-				if _, err := fmt.Fprintf(c, "GET / HTTP/1.1\r\nHost: bench\r\nX-Request-Id: %s\r\n\r\n", id); err != nil {
+				if _, err := io.WriteString(c, first); err != nil {
 					return nil, err
 				}
+				if afterContinue != "" {
+					line, err := bufio.NewReader(c).ReadString('\n')
+					if err != nil || !strings.HasPrefix(line, "HTTP/1.1 100 ") {
+						return nil, fmt.Errorf("%s: read %q, %v; want 100 Continue", mode, line, err)
+					}
+					if _, err := io.WriteString(c, afterContinue); err != nil {
+						return nil, err
+					}
+				}
 				abandon[id] = func() { c.Close() }
-			case ResetStream:
+			case mode == ResetStream:
 				ctx, cancel := context.WithCancel(context.Background())
 				req, _ := http.NewRequestWithContext(ctx, "GET", "http://"+srv.addr+"/", nil)
 				req.Header.Set("X-Request-Id", id)
@@ -222,25 +286,30 @@ var JSON http.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Req
 type Variant struct {
 	Name    string
 	Handler http.Handler
+	// Plain serves Handler with http.Server.Serve instead of
+	// cancelhttp.Serve.
+	Plain bool
 }
 
-// Variants returns h served bare; through the middleware with the
+// Variants returns h served bare by plain net/http (http.Server.Serve);
+// with cancelhttp.Serve and through the middleware with the
 // access log disabled (the load generator sends no X-Request-Id, so the
 // response carries none); the same with cancelhttp.WithResponseRequestID,
 // which puts the generated id in every response, to show what that header
 // costs; through the middleware with its access log formatted by slog's
 // TextHandler (written to io.Discard); and, for reference, bare behind a
 // minimal access-log wrapper that logs the same attributes the same way,
-// without any cancellation, to show what the logging alone costs.
+// without any cancellation, to show what the logging alone costs (plain
+// net/http too).
 func Variants(h http.Handler) []Variant {
 	text := func() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 	return []Variant{
-		{"bare", h},
-		{"middleware", cancelhttp.Handler(h, cancelhttp.WithLogger(slog.New(slog.DiscardHandler)))},
+		{"bare", h, true},
+		{"middleware", cancelhttp.Handler(h, cancelhttp.WithLogger(slog.New(slog.DiscardHandler))), false},
 		{"middleware+responseid", cancelhttp.Handler(h, cancelhttp.WithLogger(slog.New(slog.DiscardHandler)),
-			cancelhttp.WithResponseRequestID())},
-		{"middleware+accesslog", cancelhttp.Handler(h, cancelhttp.WithLogger(text()))},
-		{"bare+accesslog", plainAccessLog(h, text())},
+			cancelhttp.WithResponseRequestID()), false},
+		{"middleware+accesslog", cancelhttp.Handler(h, cancelhttp.WithLogger(text())), false},
+		{"bare+accesslog", plainAccessLog(h, text()), true},
 	}
 }
 
@@ -302,7 +371,7 @@ func PairedRatio(xs, base []float64) float64 {
 func Load(variants []Variant, conns, rounds int, d time.Duration) (rps, cpuPerReq [][]float64, err error) {
 	servers := make([]*server, len(variants))
 	for i, v := range variants {
-		s, err := startServer(v.Handler)
+		s, err := startServerWith(v.Handler, v.Plain)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -386,4 +455,88 @@ func Median(xs []float64) float64 {
 		return s[len(s)/2]
 	}
 	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// InFlight is what n in-flight HTTP/1.1 requests cost a server, measured
+// in process.
+type InFlight struct {
+	// BytesPerRequest is the growth of the Go heap and goroutine stacks in
+	// use (runtime.MemStats HeapInuse+StackInuse, after a GC) per request,
+	// client connections included (the same for every server).
+	BytesPerRequest float64
+	// GoroutinesPerConn is the growth of runtime.NumGoroutine per
+	// connection.
+	GoroutinesPerConn float64
+}
+
+// MeasureInFlight opens n HTTP/1.1 connections, each with a GET whose
+// handler waits for its context to be done, and measures them once every
+// handler runs. With plain set, the server is a bare http.Server.Serve;
+// otherwise cancelhttp.Serve with the handler behind cancelhttp.Handler
+// (access log off).
+func MeasureInFlight(plain bool, n int) (InFlight, error) {
+	started := make(chan struct{}, n)
+	returned := make(chan struct{}, n)
+	var h http.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		started <- struct{}{}
+		<-r.Context().Done()
+		returned <- struct{}{}
+	})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return InFlight{}, err
+	}
+	done := make(chan error, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	if plain {
+		srv := &http.Server{Handler: h}
+		go func() { done <- srv.Serve(ln) }()
+		defer func() { srv.Close(); <-done }()
+	} else {
+		srv := &http.Server{Handler: cancelhttp.Handler(h, cancelhttp.WithLogger(slog.New(slog.DiscardHandler)))}
+		go func() {
+			done <- cancelhttp.Serve(ctx, srv, ln, cancelhttp.WithGracePeriod(0),
+				cancelhttp.WithServeLogger(slog.New(slog.DiscardHandler)))
+		}()
+		defer func() { cancel(); <-done }()
+	}
+	defer cancel()
+	measure := func() (uint64, int) {
+		runtime.GC()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		return ms.HeapInuse + ms.StackInuse, runtime.NumGoroutine()
+	}
+	mem0, g0 := measure()
+	conns := make([]net.Conn, 0, n)
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	for i := range n {
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			return InFlight{}, err
+		}
+		conns = append(conns, c)
+		if _, err := fmt.Fprintf(c, "GET / HTTP/1.1\r\nHost: bench\r\nX-Request-Id: m%d\r\n\r\n", i); err != nil {
+			return InFlight{}, err
+		}
+	}
+	for range n {
+		<-started
+	}
+	mem1, g1 := measure()
+	for _, c := range conns {
+		c.Close()
+	}
+	conns = conns[:0]
+	for range n {
+		<-returned
+	}
+	return InFlight{
+		BytesPerRequest:   float64(int64(mem1)-int64(mem0)) / float64(n),
+		GoroutinesPerConn: float64(g1-g0) / float64(n),
+	}, nil
 }

@@ -22,34 +22,55 @@ func main() {
 	rounds := flag.Int("rounds", 31, "load rounds per variant")
 	round := flag.Duration("round", 300*time.Millisecond, "length of one load round")
 	conns := flag.Int("conns", 8, "concurrent keep-alive connections of the load generator")
+	inflight := flag.Int("inflight", 2000, "in-flight requests for the memory and goroutine measurement")
 	flag.Parse()
-	if err := run(*n, *burst, *rounds, *round, *conns); err != nil {
+	if err := run(*n, *burst, *rounds, *round, *conns, *inflight); err != nil {
 		fmt.Fprintln(os.Stderr, "httpbench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(n, burst, rounds int, round time.Duration, conns int) error {
+func run(n, burst, rounds int, round time.Duration, conns, inflight int) error {
 	fmt.Printf("%s, GOMAXPROCS=%d\n\n", runtime.Version(), runtime.GOMAXPROCS(0))
 
+	fmt.Printf("In-flight HTTP/1.1 requests (%d, each on its own connection, handler waiting for its context): cost per request\n", inflight)
+	fmt.Printf("%-34s %16s %20s\n", "server", "heap+stack KiB", "goroutines per conn")
+	var mem [2]float64
+	for i, plain := range []bool{true, false} {
+		name := "plain net/http (Server.Serve)"
+		if !plain {
+			name = "cancelhttp.Serve + Handler"
+		}
+		r, err := httpbench.MeasureInFlight(plain, inflight)
+		if err != nil {
+			return err
+		}
+		mem[i] = r.BytesPerRequest
+		fmt.Printf("%-34s %16.1f %20.2f\n", name, r.BytesPerRequest/1024, r.GoroutinesPerConn)
+	}
+	fmt.Printf("memory ratio cancelhttp/plain: %.3f (target <= 1.10: %s)\n\n", mem[1]/mem[0], verdict(mem[1] <= 1.10*mem[0]))
+
 	fmt.Printf("Stop latency: client abandons an in-flight request -> handler (Sleep on the request token) returns\n")
-	fmt.Printf("%-28s %6s %9s %9s %9s %9s  %s\n", "mode", "n", "p50", "p90", "p99", "max", "target p99 <= 5ms")
-	for _, m := range []struct {
+	fmt.Printf("%-32s %6s %9s %9s %9s %9s  %s\n", "mode", "n", "p50", "p90", "p99", "max", "target p99 <= 5ms")
+	type stopMode struct {
 		name  string
 		mode  httpbench.Mode
 		burst int
-	}{
-		{"http1-close, one at a time", httpbench.CloseTCP, 1},
-		{"h2-reset, one at a time", httpbench.ResetStream, 1},
-		{fmt.Sprintf("http1-close, %d at once", burst), httpbench.CloseTCP, burst},
-		{fmt.Sprintf("h2-reset, %d at once", burst), httpbench.ResetStream, burst},
-	} {
+	}
+	var modes []stopMode
+	for _, m := range httpbench.Modes {
+		modes = append(modes, stopMode{string(m) + ", one at a time", m, 1})
+	}
+	modes = append(modes,
+		stopMode{fmt.Sprintf("http1-close, %d at once", burst), httpbench.CloseTCP, burst},
+		stopMode{fmt.Sprintf("h2-reset, %d at once", burst), httpbench.ResetStream, burst})
+	for _, m := range modes {
 		lat, err := httpbench.StopLatency(m.mode, n, m.burst)
 		if err != nil {
 			return err
 		}
 		p99 := httpbench.Percentile(lat, 99)
-		fmt.Printf("%-28s %6d %9s %9s %9s %9s  %s\n", m.name, len(lat),
+		fmt.Printf("%-32s %6d %9s %9s %9s %9s  %s\n", m.name, len(lat),
 			ms(httpbench.Percentile(lat, 50)), ms(httpbench.Percentile(lat, 90)), ms(p99), ms(lat[len(lat)-1]),
 			verdict(p99 <= 5*time.Millisecond))
 	}
