@@ -171,3 +171,31 @@ func TestParseRetryAfter(t *testing.T) {
 		}
 	}
 }
+
+// FuzzParseMeta: a .part.meta from disk (perhaps damaged) either fails
+// to parse or describes sorted, disjoint, non-empty ranges inside the
+// file.
+func FuzzParseMeta(f *testing.F) {
+	for _, s := range []string{
+		`{"version":1,"url":"http://a/b","etag":"\"v\"","size":100,"name":"b","from_response":true,"missing":["10-19","50-99"]}`,
+		`{"version":1,"url":"http://a/b","size":-1}`,
+		`{"version":1,"size":10,"missing":["5-4"]}`,
+		`{"version":1,"size":10,"missing":["0-9223372036854775807"]}`,
+		`{"version":2}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		missing, size, err := download.ParseMeta(b)
+		if err != nil {
+			return
+		}
+		prev := int64(0)
+		for _, m := range missing {
+			if m[0] < prev || m[1] <= m[0] || m[1] > size {
+				t.Fatalf("%q: ranges %v of a %d-byte file", b, missing, size)
+			}
+			prev = m[1]
+		}
+	})
+}

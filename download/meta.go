@@ -3,9 +3,11 @@ package download
 import (
 	"encoding/json"
 	"io"
+	"math"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 )
 
@@ -31,17 +33,26 @@ type partMeta struct {
 	Missing []span `json:"missing,omitempty"`
 }
 
-// span is a byte range [Start, End) of the file, stored as [start, end].
+// span is a byte range [Start, End) of the file, stored as HTTP writes
+// ranges: "first-last", both included.
 type span struct{ Start, End int64 }
 
-func (s span) MarshalJSON() ([]byte, error) { return json.Marshal([2]int64{s.Start, s.End}) }
+func (s span) MarshalJSON() ([]byte, error) {
+	return json.Marshal(strconv.FormatInt(s.Start, 10) + "-" + strconv.FormatInt(s.End-1, 10))
+}
 
 func (s *span) UnmarshalJSON(b []byte) error {
-	var a [2]int64
-	if err := json.Unmarshal(b, &a); err != nil {
+	var v string
+	if err := json.Unmarshal(b, &v); err != nil {
 		return err
 	}
-	s.Start, s.End = a[0], a[1]
+	first, last, ok := strings.Cut(v, "-")
+	a, ok1 := parseDigits(first)
+	z, ok2 := parseDigits(last)
+	if !ok || !ok1 || !ok2 || z == math.MaxInt64 {
+		return errContentRange
+	}
+	s.Start, s.End = a, z+1
 	return nil
 }
 
@@ -80,16 +91,22 @@ func (m *partMeta) missingValid() bool {
 const maxMetaSize = 64 << 10
 
 func readMeta(path string) (partMeta, error) {
-	var m partMeta
 	f, err := os.Open(path)
 	if err != nil {
-		return m, err
+		return partMeta{}, err
 	}
 	defer f.Close()
 	b, err := io.ReadAll(io.LimitReader(f, maxMetaSize))
 	if err != nil {
-		return m, err
+		return partMeta{}, err
 	}
+	return parseMeta(b)
+}
+
+// parseMeta parses a .part.meta; anything but version 1 with valid
+// missing ranges is an error.
+func parseMeta(b []byte) (partMeta, error) {
+	var m partMeta
 	if err := json.Unmarshal(b, &m); err != nil {
 		return partMeta{}, err
 	}

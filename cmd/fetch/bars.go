@@ -172,7 +172,7 @@ const (
 func newLayout(width int) layout {
 	l := layout{width: width, name: min(max(width/5, 8), 28), total: true, rate: true}
 	fixed := func() int {
-		n := l.name + 1 + sizeW + 3 + 4 + 1 + stateW // name, size, " [", "] ", pct, " ", state
+		n := l.name + 1 + sizeW + 4 + 4 + 1 + stateW // name " " size " [" "] " pct " " state
 		if l.total {
 			n += 1 + sizeW
 		}

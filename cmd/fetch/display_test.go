@@ -148,9 +148,11 @@ func TestBarLayout(t *testing.T) {
 			testBar("a-much-longer-name-than-fits-in-the-column.iso", 999<<20, 1023<<20, 0),
 			testBar("kb", 1536, 2048, 0),
 		} {
+			br.mt.add(time.Now().Add(-time.Second), 0)
+			br.mt.add(time.Now(), 1<<20) // a rate and an ETA to show
 			line := lay.render(br, time.Now())
-			if n := utf8.RuneCountInString(line); n > tc.width-1 {
-				t.Errorf("width %d: line of %d: %q", tc.width, n, line)
+			if n := utf8.RuneCountInString(line); n != tc.width-1 || strings.HasSuffix(line, "…") {
+				t.Errorf("width %d: line of %d, want %d, not cut: %q", tc.width, n, tc.width-1, line)
 			}
 			cols = append(cols, utf8.RuneCountInString(line[:strings.Index(line, "[")]))
 		}

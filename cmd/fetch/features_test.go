@@ -166,7 +166,7 @@ func TestSplitInterruptResume(t *testing.T) {
 		t.Errorf("%d requests at once, want 4", n)
 	}
 	var m struct {
-		Missing [][2]int64 `json:"missing"`
+		Missing []string `json:"missing"`
 	}
 	b, err := os.ReadFile(meta)
 	if err != nil || json.Unmarshal(b, &m) != nil || len(m.Missing) != 4 {

@@ -26,7 +26,8 @@ import (
 
 type sample struct {
 	wall   time.Duration
-	maxRSS int64 // bytes
+	synced time.Duration // wall plus a sync(2) right after: as durable as fetch
+	maxRSS int64         // bytes
 }
 
 // tool is one downloader with its flags.
@@ -135,6 +136,12 @@ func bench(url string, size int64, runs int, dir string, tools []tool) result {
 			if err != nil {
 				log.Fatalf("%s: %v", t.name, err)
 			}
+			// fetch has fsynced its file before exiting; the others
+			// have not: the time with a sync(2) after compares durable
+			// with durable.
+			syncStart := time.Now()
+			syscall.Sync()
+			s.synced = s.wall + time.Since(syncStart)
 			if fi, err := os.Stat(out); err != nil || fi.Size() != size {
 				log.Fatalf("%s: wrote %v (%v), want %d bytes", t.name, fi, err, size)
 			}
@@ -149,15 +156,16 @@ func bench(url string, size int64, runs int, dir string, tools []tool) result {
 	return r
 }
 
-// table prints one markdown row per tool: median wall time, throughput,
-// peak RSS, and the throughput relative to ref's.
+// table prints one markdown row per tool: median wall time, throughput
+// and its ratio to ref's, the same with a sync(2) after, peak RSS.
 func table(r result, ref string) {
 	refWall := median(walls(r.samples[ref]))
-	fmt.Printf("| tool | median (s) | MiB/s | peak RSS (MiB) | throughput vs %s |\n|---|---|---|---|---|\n", ref)
+	refSynced := median(synced(r.samples[ref]))
+	fmt.Printf("| tool | median (s) | MiB/s | vs %s | with sync(2) after (s) | vs %s | peak RSS (MiB) |\n|---|---|---|---|---|---|---|\n", ref, ref)
 	for _, n := range r.names {
-		w := median(walls(r.samples[n]))
-		fmt.Printf("| %s | %.3f | %.0f | %.1f | %.2f× |\n", n, w.Seconds(), float64(r.size)/w.Seconds()/(1<<20),
-			float64(maxOf(r.samples[n]))/(1<<20), refWall.Seconds()/w.Seconds())
+		w, ws := median(walls(r.samples[n])), median(synced(r.samples[n]))
+		fmt.Printf("| %s | %.3f | %.0f | %.2f× | %.3f | %.2f× | %.1f |\n", n, w.Seconds(), float64(r.size)/w.Seconds()/(1<<20),
+			refWall.Seconds()/w.Seconds(), ws.Seconds(), refSynced.Seconds()/ws.Seconds(), float64(maxOf(r.samples[n]))/(1<<20))
 	}
 }
 
@@ -244,6 +252,14 @@ func walls(s []sample) []time.Duration {
 	var d []time.Duration
 	for _, x := range s {
 		d = append(d, x.wall)
+	}
+	return d
+}
+
+func synced(s []sample) []time.Duration {
+	var d []time.Duration
+	for _, x := range s {
+		d = append(d, x.synced)
 	}
 	return d
 }
