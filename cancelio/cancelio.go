@@ -1,0 +1,272 @@
+package cancelio
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-cancellation/cancellation"
+)
+
+// aLongTimeAgo is a deadline in the past: setting it wakes a blocked call.
+var aLongTimeAgo = time.Unix(1, 0)
+
+// Reader returns a reader that reads from r until ctx is done, and then
+// returns ctx.Err(). A Read blocked in r when ctx is canceled returns
+// promptly with ctx.Err() if r has a working SetReadDeadline (see the
+// package doc); otherwise ctx is checked before each Read.
+//
+// Each Read registers on ctx for the duration of the call only, so an
+// abandoned reader holds nothing. Reader does not block. The returned
+// reader's Read blocks as r's does; it is as safe for concurrent use as r.
+func Reader(ctx context.Context, r io.Reader) io.Reader {
+	cr := &reader{ctx: ctx, r: r}
+	if d, ok := r.(interface{ SetReadDeadline(time.Time) error }); ok {
+		cr.rd.set = d.SetReadDeadline
+		cr.fire = cr.rd.interrupt
+	}
+	return cr
+}
+
+type reader struct {
+	ctx  context.Context
+	r    io.Reader
+	rd   side
+	fire func() // rd.interrupt, made once
+}
+
+func (r *reader) Read(p []byte) (int, error) {
+	if err := r.ctx.Err(); err != nil {
+		return 0, err
+	}
+	if r.fire == nil {
+		return r.r.Read(p) // not interruptible: checked between reads
+	}
+	return r.rd.do(r.ctx, r.fire, r.r.Read, p)
+}
+
+// Conn returns c bound to ctx: its Read and Write return ctx.Err() once ctx
+// is done, and a Read or Write blocked when ctx is canceled returns
+// promptly with ctx.Err() (the deadline mechanism of net.Conn). Deadlines
+// set through the returned Conn are kept and restored after such an
+// interruption. Close and the other methods are c's.
+//
+// Each Read and Write registers on ctx for the duration of the call only.
+// Conn does not block; the returned Conn is safe for concurrent use, as
+// net.Conn requires.
+func Conn(ctx context.Context, c net.Conn) net.Conn {
+	cc := &conn{Conn: c, ctx: ctx}
+	cc.rd.set, cc.wr.set = c.SetReadDeadline, c.SetWriteDeadline
+	cc.fireRead, cc.fireWrite = cc.rd.interrupt, cc.wr.interrupt
+	return cc
+}
+
+type conn struct {
+	net.Conn
+	ctx                 context.Context
+	rd, wr              side
+	fireRead, fireWrite func()
+}
+
+func (c *conn) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.rd.do(c.ctx, c.fireRead, c.Conn.Read, p)
+}
+
+func (c *conn) Write(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.wr.do(c.ctx, c.fireWrite, c.Conn.Write, p)
+}
+
+func (c *conn) SetDeadline(t time.Time) error {
+	return errors.Join(c.rd.setUser(t), c.wr.setUser(t))
+}
+
+func (c *conn) SetReadDeadline(t time.Time) error  { return c.rd.setUser(t) }
+func (c *conn) SetWriteDeadline(t time.Time) error { return c.wr.setUser(t) }
+
+// Copy copies from src to dst until EOF on src, an error, or ctx being
+// done, like io.Copy, and returns the number of bytes written. If ctx is
+// done first, it returns ctx.Err() exactly; a Read of src or a Write of dst
+// blocked at that moment is interrupted if it supports deadlines (see the
+// package doc), and otherwise Copy returns after that call. Data read from
+// src but not yet written when ctx is done is not written. A successful
+// Copy returns nil, not io.EOF.
+//
+// Copy registers on ctx once for the whole copy and uses a buffer of its
+// own (it does not use src's WriterTo or dst's ReaderFrom, which could not
+// be interrupted between chunks). It blocks until it returns.
+func Copy(ctx context.Context, dst io.Writer, src io.Reader) (written int64, err error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	var rd, wr side
+	if d, ok := src.(interface{ SetReadDeadline(time.Time) error }); ok {
+		rd.set = d.SetReadDeadline
+	}
+	if d, ok := dst.(interface{ SetWriteDeadline(time.Time) error }); ok {
+		wr.set = d.SetWriteDeadline
+	}
+	if rd.set != nil || wr.set != nil {
+		defer watch(ctx, func() { rd.interrupt(); wr.interrupt() }).stop()
+	}
+	buf := make([]byte, 32*1024)
+	for {
+		nr, er := rd.call(ctx, src.Read, buf)
+		if nr > 0 {
+			nw, ew := wr.call(ctx, dst.Write, buf[:nr])
+			if nw < 0 || nr < nw {
+				nw = 0
+				if ew == nil {
+					ew = errors.New("cancelio: invalid write result")
+				}
+			}
+			written += int64(nw)
+			if ew != nil {
+				return written, ew
+			}
+			if nr != nw {
+				return written, io.ErrShortWrite
+			}
+		}
+		if er != nil {
+			if er == io.EOF {
+				return written, nil
+			}
+			return written, er
+		}
+	}
+}
+
+// A side is one direction (read or write) of a stream that a cancellation
+// may interrupt by setting a past deadline.
+type side struct {
+	// state is calls<<1 | sideInterrupted. The flag is set (with calls > 0)
+	// and cleared only under mu; calls change without it.
+	state atomic.Int64
+	mu    sync.Mutex // serializes interrupt, restore and setUser
+	user  time.Time  // the caller's deadline, restored after an interruption; under mu
+	set   func(time.Time) error
+}
+
+const sideInterrupted = 1
+
+// do runs op(p) with fire registered on ctx for the duration of the call.
+func (s *side) do(ctx context.Context, fire func(), op func([]byte) (int, error), p []byte) (int, error) {
+	w := watch(ctx, fire)
+	n, err := s.call(ctx, op, p)
+	w.stop()
+	return n, err
+}
+
+// call runs op(p) as an interruptible call and maps an interruption to
+// ctx.Err(). Counting the call before checking ctx pairs with interrupt
+// checking the count after ctx is done: a cancellation either is seen here
+// or finds the call in progress and interrupts it.
+func (s *side) call(ctx context.Context, op func([]byte) (int, error), p []byte) (int, error) {
+	s.state.Add(2)
+	if err := ctx.Err(); err != nil {
+		s.end()
+		return 0, err
+	}
+	n, err := op(p)
+	interrupted := s.end()
+	if err != nil {
+		if cerr := ctx.Err(); cerr != nil && (interrupted || errors.Is(err, os.ErrDeadlineExceeded)) {
+			return n, cerr
+		}
+	}
+	return n, err
+}
+
+// end ends a call and reports whether the stream was interrupted during
+// it; the last call to end after an interruption restores the caller's
+// deadline. An interrupt either flagged the stream before this call's
+// decrement (then end waits for it on mu and sees the flag) or comes after
+// it and finds one call fewer.
+func (s *side) end() bool {
+	if s.state.Add(-2)&sideInterrupted == 0 {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.state.Load() == sideInterrupted { // no call left: restore
+		_ = s.set(s.user) // best effort: the stream may be closed by now
+		s.state.Add(-sideInterrupted)
+	}
+	return true
+}
+
+// interrupt sets a past deadline if a call is in progress. It runs from a
+// callback registered on ctx, once ctx is done.
+func (s *side) interrupt() {
+	if s.set == nil || s.state.Load() == 0 {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for {
+		v := s.state.Load()
+		if v < 2 || v&sideInterrupted != 0 {
+			return // no call in progress, or already interrupted
+		}
+		if s.state.CompareAndSwap(v, v|sideInterrupted) {
+			break
+		}
+	}
+	if s.set(aLongTimeAgo) != nil {
+		// No deadline support (say, os.Stdin in blocking mode): the call
+		// cannot be interrupted. Nothing to restore either.
+		s.state.Add(-sideInterrupted)
+	}
+}
+
+// setUser records and applies the caller's deadline; during an
+// interruption it only records it, for end to restore.
+func (s *side) setUser(t time.Time) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.user = t
+	if s.state.Load()&sideInterrupted != 0 {
+		return nil
+	}
+	return s.set(t)
+}
+
+// A watcher is a callback registered on a context: through Register for a
+// Token (synchronous, no allocation), context.AfterFunc otherwise, nothing
+// for a context that is never canceled.
+type watcher struct {
+	reg     cancellation.Registration
+	stopFun func() bool
+}
+
+func watch(ctx context.Context, f func()) watcher {
+	if f == nil {
+		return watcher{}
+	}
+	if tok, ok := ctx.(cancellation.Token); ok {
+		return watcher{reg: tok.Register(f)}
+	}
+	if ctx.Done() == nil {
+		return watcher{}
+	}
+	return watcher{stopFun: context.AfterFunc(ctx, f)}
+}
+
+func (w watcher) stop() {
+	if w.stopFun != nil {
+		w.stopFun()
+		return
+	}
+	w.reg.Stop()
+}
