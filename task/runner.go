@@ -94,6 +94,7 @@ type Runner struct {
 	life     *cancellation.Source // canceled by Shutdown's end: watcher, sweeper
 	pulling  *cancellation.Source // canceled when Shutdown begins: the pull loop
 	slots    chan struct{}
+	pullDone chan struct{}  // closed when the puller has returned
 	bg       sync.WaitGroup // background goroutines
 	tasks    sync.WaitGroup // running task functions
 	mu       sync.Mutex
@@ -132,13 +133,14 @@ func NewRunner(cfg Config) (*Runner, error) {
 	}
 	life := cancellation.New()
 	return &Runner{
-		cfg:     cfg,
-		store:   cfg.Store,
-		log:     cfg.Logger,
-		life:    life,
-		pulling: cancellation.New(life.Token()),
-		slots:   make(chan struct{}, cfg.Concurrency),
-		running: make(map[string]*running),
+		cfg:      cfg,
+		store:    cfg.Store,
+		log:      cfg.Logger,
+		life:     life,
+		pulling:  cancellation.New(life.Token()),
+		slots:    make(chan struct{}, cfg.Concurrency),
+		pullDone: make(chan struct{}),
+		running:  make(map[string]*running),
 	}, nil
 }
 
@@ -177,6 +179,7 @@ func (r *Runner) Start(ctx context.Context) error {
 	}()
 	go func() {
 		defer r.bg.Done()
+		defer close(r.pullDone)
 		r.pull()
 	}()
 	go func() {
@@ -197,9 +200,18 @@ func (r *Runner) Shutdown(ctx context.Context, grace time.Duration) error {
 	r.shutOnce.Do(func() {
 		r.mu.Lock()
 		r.closed = true
+		if !r.started {
+			close(r.pullDone)
+		}
 		r.mu.Unlock()
 		r.pulling.CancelCause(ErrShuttingDown)
 	})
+	// The puller starts tasks (tasks.Add): wait for it to stop first.
+	select {
+	case <-r.pullDone:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 	done := make(chan struct{})
 	go func() { r.tasks.Wait(); close(done) }()
 	timer := time.NewTimer(grace)
@@ -366,9 +378,14 @@ func (r *Runner) RunScoped(ctx context.Context, spec Spec, f Func) (*Task, strin
 	if err != nil {
 		return nil, "", err
 	}
-	if r.isClosed() {
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
 		return nil, "", ErrClosed
 	}
+	r.tasks.Add(1) // under mu: never concurrent with Shutdown's Wait
+	r.mu.Unlock()
+	defer r.tasks.Done()
 	start := now()
 	t := &Task{
 		ID: NewID(), Kind: spec.Kind, Params: params, Timeout: Duration(spec.Timeout),
@@ -377,8 +394,6 @@ func (r *Runner) RunScoped(ctx context.Context, spec Spec, f Func) (*Task, strin
 		Lease: &Lease{Node: r.cfg.Node, Duration: Duration(r.cfg.Lease)},
 	}
 	rt := r.newRunning(ctx, t)
-	r.tasks.Add(1)
-	defer r.tasks.Done()
 	if !r.register(rt) {
 		rt.release()
 		return nil, "", ErrClosed
