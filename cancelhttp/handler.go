@@ -107,7 +107,7 @@ func WithResponseRequestID() Option {
 //     the request held;
 //   - logs one access-log record: method, path, status (499 when the client
 //     went away), bytes (for a 499, only those written before the client
-//     left), duration_ms and request_id, plus on cancellation canceled
+//     left; none for HEAD), duration_ms and request_id, plus on cancellation canceled
 //     (client, deadline, shutdown, or other for a custom base context), the
 //     cause and stop_latency_ms, the time from cancellation to next's
 //     return. Durations are milliseconds, as floats; strings from the
@@ -336,6 +336,9 @@ func (h *handler) log(r *http.Request, rq *request, d time.Duration, o outcome) 
 		}
 	}
 	bytes := rq.rw.bytes
+	if r.Method == http.MethodHead {
+		bytes = 0 // net/http sends no body, whatever the handler wrote
+	}
 	if o.cause != nil && errors.Is(o.cause, ErrClientDisconnected) {
 		status = StatusClientClosedRequest
 		// What was written after the client left went nowhere.

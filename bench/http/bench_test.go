@@ -55,7 +55,7 @@ func BenchmarkMiddlewareOverhead(b *testing.B) {
 }
 
 // BenchmarkInFlight measures max(b.N, 100) in-flight HTTP/1.1 requests
-// on plain net/http and on cancelhttp: heap+stack bytes per request and
+// on plain net/http and on cancelhttp: heap and stack bytes per request and
 // goroutines per connection.
 func BenchmarkInFlight(b *testing.B) {
 	for _, plain := range []bool{true, false} {
@@ -69,7 +69,8 @@ func BenchmarkInFlight(b *testing.B) {
 				b.Fatal(err)
 			}
 			b.ReportMetric(0, "ns/op")
-			b.ReportMetric(r.BytesPerRequest, "B/request")
+			b.ReportMetric(r.HeapPerRequest, "heap-B/request")
+			b.ReportMetric(r.StackPerRequest, "stack-B/request")
 			b.ReportMetric(r.GoroutinesPerConn, "goroutines/conn")
 		})
 	}

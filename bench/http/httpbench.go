@@ -458,14 +458,15 @@ func Median(xs []float64) float64 {
 }
 
 // InFlight is what n in-flight HTTP/1.1 requests cost a server, measured
-// in process.
+// in process, per request: the growth of the live Go heap
+// (runtime.MemStats.HeapAlloc) and of the goroutine stacks (StackInuse),
+// after GCs that empty the sync.Pools (so every round pays for fresh bufio
+// buffers, as a burst of new connections does), client connections
+// included (the same for every server); and the growth of
+// runtime.NumGoroutine per connection.
 type InFlight struct {
-	// BytesPerRequest is the growth of the Go heap and goroutine stacks in
-	// use (runtime.MemStats HeapInuse+StackInuse, after a GC) per request,
-	// client connections included (the same for every server).
-	BytesPerRequest float64
-	// GoroutinesPerConn is the growth of runtime.NumGoroutine per
-	// connection.
+	HeapPerRequest    float64 // bytes
+	StackPerRequest   float64 // bytes
 	GoroutinesPerConn float64
 }
 
@@ -501,13 +502,17 @@ func MeasureInFlight(plain bool, n int) (InFlight, error) {
 		defer func() { cancel(); <-done }()
 	}
 	defer cancel()
-	measure := func() (uint64, int) {
+	measure := func() (heap, stack uint64, goroutines int) {
+		// Twice: the second GC empties the sync.Pools (net/http keeps its
+		// connections' bufio buffers in them), so every round pays for
+		// fresh buffers, as a burst of new connections does.
+		runtime.GC()
 		runtime.GC()
 		var ms runtime.MemStats
 		runtime.ReadMemStats(&ms)
-		return ms.HeapInuse + ms.StackInuse, runtime.NumGoroutine()
+		return ms.HeapAlloc, ms.StackInuse, runtime.NumGoroutine()
 	}
-	mem0, g0 := measure()
+	heap0, stack0, g0 := measure()
 	conns := make([]net.Conn, 0, n)
 	defer func() {
 		for _, c := range conns {
@@ -527,7 +532,7 @@ func MeasureInFlight(plain bool, n int) (InFlight, error) {
 	for range n {
 		<-started
 	}
-	mem1, g1 := measure()
+	heap1, stack1, g1 := measure()
 	for _, c := range conns {
 		c.Close()
 	}
@@ -536,7 +541,8 @@ func MeasureInFlight(plain bool, n int) (InFlight, error) {
 		<-returned
 	}
 	return InFlight{
-		BytesPerRequest:   float64(int64(mem1)-int64(mem0)) / float64(n),
+		HeapPerRequest:    float64(int64(heap1)-int64(heap0)) / float64(n),
+		StackPerRequest:   float64(int64(stack1)-int64(stack0)) / float64(n),
 		GoroutinesPerConn: float64(g1-g0) / float64(n),
 	}, nil
 }

@@ -59,7 +59,11 @@ type taskHandler struct {
 func (h *taskHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
-		writeText(w, http.StatusMethodNotAllowed, fmt.Sprintf("method %s not allowed: use GET", quote(r.Method)))
+		method := r.Method // a token: no quoting needed unless it is cut
+		if len(method) > maxEchoed {
+			method = quote(method)
+		}
+		writeText(w, http.StatusMethodNotAllowed, fmt.Sprintf("method %s not allowed: use GET", method))
 		return
 	}
 	n, interval, err := parseTaskParams(r.URL.RawQuery)

@@ -164,7 +164,7 @@ func TestTaskHead(t *testing.T) {
 		t.Errorf("HEAD: %d %q %v; want 200, no body", code, body, hdr)
 	}
 	a := d.Logs.Wait(t, "access log", msgID("request", "head"))
-	if a.Str("method") != "HEAD" || a.Num("status") != 200 {
+	if a.Str("method") != "HEAD" || a.Num("status") != 200 || a.Num("bytes") != 0 {
 		t.Errorf("access log %v", a)
 	}
 }

@@ -33,22 +33,30 @@ func main() {
 func run(n, burst, rounds int, round time.Duration, conns, inflight int) error {
 	fmt.Printf("%s, GOMAXPROCS=%d\n\n", runtime.Version(), runtime.GOMAXPROCS(0))
 
-	fmt.Printf("In-flight HTTP/1.1 requests (%d, each on its own connection, handler waiting for its context): cost per request\n", inflight)
-	fmt.Printf("%-34s %16s %20s\n", "server", "heap+stack KiB", "goroutines per conn")
-	var mem [2]float64
-	for i, plain := range []bool{true, false} {
-		name := "plain net/http (Server.Serve)"
-		if !plain {
-			name = "cancelhttp.Serve + Handler"
+	fmt.Printf("In-flight HTTP/1.1 requests (%d, each on its own connection, handler waiting for its context): cost per request,\n", inflight)
+	fmt.Printf("medians of %d alternating rounds after a warm-up round of each\n", memRounds)
+	fmt.Printf("%-32s %9s %10s %10s %12s\n", "server", "heap KiB", "stack KiB", "total KiB", "goroutines")
+	var heap, stack, total, gor [2][]float64
+	for r := -1; r < memRounds; r++ {
+		for i, plain := range []bool{true, false} {
+			res, err := httpbench.MeasureInFlight(plain, inflight)
+			if err != nil {
+				return err
+			}
+			if r >= 0 {
+				heap[i] = append(heap[i], res.HeapPerRequest/1024)
+				stack[i] = append(stack[i], res.StackPerRequest/1024)
+				total[i] = append(total[i], (res.HeapPerRequest+res.StackPerRequest)/1024)
+				gor[i] = append(gor[i], res.GoroutinesPerConn)
+			}
 		}
-		r, err := httpbench.MeasureInFlight(plain, inflight)
-		if err != nil {
-			return err
-		}
-		mem[i] = r.BytesPerRequest
-		fmt.Printf("%-34s %16.1f %20.2f\n", name, r.BytesPerRequest/1024, r.GoroutinesPerConn)
 	}
-	fmt.Printf("memory ratio cancelhttp/plain: %.3f (target <= 1.10: %s)\n\n", mem[1]/mem[0], verdict(mem[1] <= 1.10*mem[0]))
+	for i, name := range []string{"plain net/http (Server.Serve)", "cancelhttp.Serve + Handler"} {
+		fmt.Printf("%-32s %9.1f %10.1f %10.1f %12.2f\n", name, httpbench.Median(heap[i]), httpbench.Median(stack[i]),
+			httpbench.Median(total[i]), httpbench.Median(gor[i]))
+	}
+	ratio := httpbench.PairedRatio(total[1], total[0])
+	fmt.Printf("total, paired ratio cancelhttp/plain: %.3f (target <= 1.10: %s)\n\n", ratio, verdict(ratio <= 1.10))
 
 	fmt.Printf("Stop latency: client abandons an in-flight request -> handler (Sleep on the request token) returns\n")
 	fmt.Printf("%-32s %6s %9s %9s %9s %9s  %s\n", "mode", "n", "p50", "p90", "p99", "max", "target p99 <= 5ms")
@@ -114,6 +122,9 @@ func run(n, burst, rounds int, round time.Duration, conns, inflight int) error {
 	}
 	return nil
 }
+
+// memRounds is how many alternating rounds the in-flight measurement runs.
+const memRounds = 5
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.3fms", float64(d)/1e6) }
 
