@@ -135,7 +135,7 @@ func Serve(ctx context.Context, srv *http.Server, ln net.Listener, opts ...Serve
 
 	log := cfg.logger
 	log.LogAttrs(context.Background(), slog.LevelInfo, "shutting down",
-		slog.Any("cause", context.Cause(ctx)), slog.Duration("grace", cfg.grace))
+		slog.Any("cause", context.Cause(ctx)), slog.String("grace", cfg.grace.String()))
 	start := time.Now()
 
 	// Phase 1: the grace period, with live request contexts.
@@ -147,7 +147,7 @@ func Serve(ctx context.Context, srv *http.Server, ln net.Listener, opts ...Serve
 		// Shutdown call polls from 1ms again (the first one had backed off
 		// to 500ms), so the stop is noticed promptly.
 		log.LogAttrs(context.Background(), slog.LevelInfo, "grace period over, canceling in-flight requests",
-			slog.Duration("stop_timeout", cfg.stop))
+			slog.String("stop_timeout", cfg.stop.String()))
 		cancelBase(ErrServerShutdown)
 		stopCtx, cancelStop := context.WithTimeout(context.Background(), cfg.stop)
 		err = srv.Shutdown(stopCtx)
@@ -156,12 +156,12 @@ func Serve(ctx context.Context, srv *http.Server, ln net.Listener, opts ...Serve
 			srv.Close()
 			<-served
 			log.LogAttrs(context.Background(), slog.LevelError, "handlers did not stop; connections closed",
-				slog.Duration("stop_timeout", cfg.stop))
+				slog.String("stop_timeout", cfg.stop.String()))
 			return fmt.Errorf("%w (stop timeout %v)", ErrStopTimeout, cfg.stop)
 		}
 	}
 	<-served // http.ErrServerClosed, returned as soon as Shutdown began
-	log.LogAttrs(context.Background(), slog.LevelInfo, "shut down", slog.Duration("took", time.Since(start)))
+	log.LogAttrs(context.Background(), slog.LevelInfo, "shut down", milliseconds("took_ms", time.Since(start)))
 	if err != nil {
 		// Closing the listener failed; the server has stopped all the same.
 		return fmt.Errorf("cancelhttp: closing listener: %w", err)

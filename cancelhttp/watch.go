@@ -100,6 +100,15 @@ func (c *watchConn) ReadFrom(r io.Reader) (int64, error) {
 	return io.Copy(c.Conn, r)
 }
 
+// CloseWrite keeps the half-close net/http does after refusing a request
+// (so the client sees the answer and then EOF).
+func (c *watchConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}
+
 func (c *watchConn) Close() error {
 	if !c.closed.Swap(true) && c.timedOut.Load() && c.pending.Load() > 0 {
 		c.log.LogAttrs(context.Background(), slog.LevelInfo, "request",

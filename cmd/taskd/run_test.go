@@ -235,7 +235,12 @@ func TestBinaryGracefulShutdown(t *testing.T) {
 				t.Errorf("exit code %d, want 0; log:\n%s", code, logs.Dump())
 			}
 			checkCancelled(t, logs, "inflight", "server shutting down", 0)
-			logs.Wait(t, "shut down", func(r testlog.Record) bool { return r.Str("msg") == "shut down" })
+			sdr := logs.Wait(t, "shut down", func(r testlog.Record) bool { return r.Str("msg") == "shut down" })
+			// Durations in the JSON log are readable: milliseconds with the
+			// unit in the key, or a Go duration string.
+			if _, ok := sdr["took_ms"].(float64); !ok || sd.Str("grace") != grace.String() {
+				t.Errorf("shutdown records %v, %v; want took_ms and grace %q", sd, sdr, grace)
+			}
 		})
 	}
 }
