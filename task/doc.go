@@ -24,7 +24,17 @@
 //     a write of the record; each renewal re-arms the lease Source's timer
 //     (CancelAfterCause), so a node that cannot renew cancels the task
 //     itself with [ErrLeaseLost] before any other node can see the lease
-//     as ended. The task is then handed back.
+//     as ended. The task is then handed back. [Run.Check] also compares
+//     the lease with the clock, so a step after a freeze (SIGSTOP) past
+//     the lease does not run even before the timer fires.
+//   - Every runner follows the leases of tasks running elsewhere on its
+//     own monotonic clock (a lease ended when its record has not changed
+//     for the lease's duration since this runner saw it; wall clocks of
+//     different machines are never compared) and takes over a task whose
+//     lease ended with a compare-and-set on the revision it saw: a task
+//     whose cancel was requested ends canceled, a request-scoped one or
+//     one at its max_attempts fails with [ErrNodeLost], any other goes
+//     back to the queue and runs again with the next attempt.
 //   - Progress ([Run.Progress]) is coalesced: at most one write per
 //     progress interval (100 ms) per task however often it is reported,
 //     and the final record always has the last value.

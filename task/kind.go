@@ -119,6 +119,22 @@ func (r *Run) Params(v any) error {
 // Logger returns the runner's logger with the attribute task=<id>.
 func (r *Run) Logger() *slog.Logger { return r.logger }
 
+// Check returns nil while the task may go on, and its token's error
+// (context.Canceled or context.DeadlineExceeded, the reason in the
+// token's cause) once it must stop. Call it right before a step that must
+// not run on two nodes at once: besides the token it checks the task's
+// lease against this process's monotonic clock, so a process that was
+// frozen (SIGSTOP, a paused VM) past the end of its lease stops here even
+// when the lease timer has not fired yet; it then cancels the token with
+// ErrLeaseLost at once. Check does not block beyond the callbacks of that
+// cancellation.
+func (r *Run) Check() error {
+	if r.rt == nil {
+		return nil
+	}
+	return r.rt.check()
+}
+
 // Progress reports how far the task has come. It never blocks and costs
 // about as much as a mutex: reports are coalesced, so the store sees at
 // most one write per progress interval (100 ms by default) per task, and

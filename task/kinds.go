@@ -86,7 +86,8 @@ func jsonType(goType string) string {
 
 // LongRunning is the longrunning kind: params {"iterations":n,
 // "interval":"d"}; n steps, each a [cancellation.Sleep] of d on the task's
-// token, then progress (i of n, "Iteration i of n completed.") and that
+// token and a [Run.Check] (so no step runs after the lease ended), then
+// progress (i of n, "Iteration i of n completed.") and that
 // message as a log line with the attribute task=<id>. Its result is
 // CompletedMessage.
 func LongRunning() Kind {
@@ -107,6 +108,9 @@ func LongRunning() Kind {
 			n := int64(p.Iterations)
 			for i := int64(1); i <= n; i++ {
 				if err := cancellation.Sleep(tok, time.Duration(p.Interval)); err != nil {
+					return "", err
+				}
+				if err := run.Check(); err != nil {
 					return "", err
 				}
 				msg := fmt.Sprintf("Iteration %d of %d completed.", i, n)

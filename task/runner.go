@@ -99,6 +99,7 @@ type Runner struct {
 	tasks    sync.WaitGroup // running task functions
 	mu       sync.Mutex
 	running  map[string]*running
+	leases   leases // of tasks running elsewhere: see takeOver
 	closed   bool
 	started  bool
 	shutOnce sync.Once
@@ -154,9 +155,11 @@ func (r *Runner) Store() Store { return r.store }
 func (r *Runner) Kinds() *Registry { return r.cfg.Kinds }
 
 // Start starts taking work: the queue puller, the watch that delivers
-// cancel requests, and the retention sweeper. It returns once the watch is
-// established (so a cancel written after Start returns reaches a task this
-// runner runs), or with the store's error. Start must be called once.
+// cancel requests and follows the leases of tasks running elsewhere, the
+// takeover of tasks whose lease ended, and the retention sweeper. It
+// returns once the watch is established and the running tasks are loaded
+// (so a cancel written after Start returns reaches a task this runner
+// runs), or with the store's error. Start must be called once.
 func (r *Runner) Start(ctx context.Context) error {
 	r.mu.Lock()
 	if r.started || r.closed {
@@ -171,11 +174,19 @@ func (r *Runner) Start(ctx context.Context) error {
 		stop()
 		return err
 	}
-	r.bg.Add(3)
+	if err := r.loadLeases(ctx); err != nil {
+		stop()
+		return err
+	}
+	r.bg.Add(4)
 	go func() {
 		defer r.bg.Done()
 		defer stop()
 		r.watch(events)
+	}()
+	go func() {
+		defer r.bg.Done()
+		r.takeOver()
 	}()
 	go func() {
 		defer r.bg.Done()
@@ -535,6 +546,7 @@ func (r *Runner) watch(events <-chan Event) {
 	for {
 		for ev := range events {
 			last = ev.Rev
+			r.leases.observe(ev.ID, ev.Task, ev.Rev)
 			if ev.Task == nil || ev.Task.Cancel == nil {
 				continue
 			}
@@ -602,7 +614,9 @@ func (r *Runner) execute(rt *running, f Func) (*Task, string, error) {
 	defer rt.release()
 	defer r.unregister(rt)
 	start := rt.rec.Clone()
-	log := r.log.With("task", rt.id)
+	// Every line of this run, the function's included, names the task,
+	// the node and the attempt: enough to tell runs apart in merged logs.
+	log := r.log.With("task", rt.id, "node", r.cfg.Node, "attempt", start.Attempt)
 	rt.startRenewing()
 	if start.Timeout > 0 {
 		rt.src.CancelAfterCause(time.Duration(start.Timeout), &TimeoutError{Timeout: time.Duration(start.Timeout)})
@@ -611,7 +625,7 @@ func (r *Runner) execute(rt *running, f Func) (*Task, string, error) {
 		// Canceled between the claim's read and its write: never lose it.
 		rt.cancel(*start.Cancel)
 	}
-	log.Info("task started", "kind", start.Kind, "node", r.cfg.Node, "attempt", start.Attempt)
+	log.Info("task started", "kind", start.Kind)
 	tok := rt.src.Token()
 	res, ferr := safeRun(f, tok, &Run{task: start, logger: log, rt: rt})
 	var cause error
@@ -667,11 +681,9 @@ func (r *Runner) execute(rt *running, f Func) (*Task, string, error) {
 	}
 	handedBack := final.State == Queued
 	if handedBack {
-		if err := r.store.Enqueue(context.WithoutCancel(rt.ctx), rt.id); err != nil {
-			r.log.Error("task not handed back to the queue", "task", rt.id, "error", err)
-		}
+		r.enqueue(rt.id)
 	}
-	attrs := []any{"kind", final.Kind, "state", final.State, "attempt", final.Attempt}
+	attrs := []any{"kind", final.Kind, "state", final.State}
 	if final.Cause != "" {
 		attrs = append(attrs, "cause", final.Cause)
 	}

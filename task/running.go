@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-cancellation/cancellation"
@@ -18,6 +19,15 @@ type running struct {
 
 	lease *cancellation.Source // canceled with ErrLeaseLost when not renewed
 	src   *cancellation.Source // the task's: child of lease
+
+	// node and attempt identify the run: a record with others belongs to
+	// another run (the task was taken over) and is never written by this
+	// one.
+	node    string
+	attempt int
+	// leaseEnd is when the lease ends unless renewed (monoNow time): the
+	// lease timer's deadline, or a little earlier.
+	leaseEnd atomic.Int64
 
 	canceledAt time.Time // when src was canceled (set by its callback)
 	reg        cancellation.Registration
@@ -38,10 +48,19 @@ type running struct {
 	renewDone chan struct{}
 }
 
+// monoEpoch anchors monoNow: durations since it are read on the
+// monotonic clock.
+var monoEpoch = time.Now()
+
+func monoNow() int64 { return int64(time.Since(monoEpoch)) }
+
 func (r *Runner) newRunning(parent context.Context, t *Task) *running {
+	end := monoNow() + int64(r.cfg.Lease)
 	lease := cancellation.New(parent)
 	lease.CancelAfterCause(r.cfg.Lease, ErrLeaseLost)
-	rt := &running{r: r, id: t.ID, ctx: parent, lease: lease, src: cancellation.New(lease.Token()), rec: t}
+	rt := &running{r: r, id: t.ID, ctx: parent, lease: lease, src: cancellation.New(lease.Token()), rec: t,
+		node: r.cfg.Node, attempt: t.Attempt}
+	rt.leaseEnd.Store(end)
 	if t.Progress != nil {
 		p := *t.Progress
 		rt.prog = &p
@@ -67,6 +86,23 @@ func (rt *running) release() {
 	rt.lease.Cancel()
 }
 
+// owns reports whether the record t is of this run: the same node and
+// attempt. A record taken over by another node (after this one was cut
+// off or frozen past its lease) is not.
+func (rt *running) owns(t *Task) bool {
+	return t.Node == rt.node && t.Attempt == rt.attempt
+}
+
+// check cancels the lease with ErrLeaseLost if its time is up, even when
+// its timer has not fired yet (the process was frozen, or the timer's
+// goroutine has not run), and returns the task token's error.
+func (rt *running) check() error {
+	if monoNow() >= rt.leaseEnd.Load() {
+		rt.lease.CancelAfterCause(0, ErrLeaseLost)
+	}
+	return rt.src.Token().Err()
+}
+
 // cancel cancels the task's token for a cancel request.
 func (rt *running) cancel(req CancelRequest) {
 	rt.src.CancelCause(&CancelError{Request: req})
@@ -82,7 +118,7 @@ func (rt *running) write(change func(*Task) bool) *Task {
 	ctx := context.WithoutCancel(rt.ctx)
 	t, rev := rt.rec.Clone(), rt.rev
 	for attempt := 0; ; attempt++ {
-		if !change(t) {
+		if !rt.owns(t) || !change(t) {
 			return nil
 		}
 		wctx, cancel := context.WithTimeout(ctx, rt.r.cfg.Lease)
@@ -201,6 +237,7 @@ func (rt *running) startRenewing() {
 				return true
 			}) != nil
 			if ok {
+				rt.leaseEnd.Store(int64(t0.Sub(monoEpoch)) + int64(rt.r.cfg.Lease))
 				rt.lease.CancelAfterCause(rt.r.cfg.Lease-time.Since(t0), ErrLeaseLost)
 			}
 			t.Reset(every)
