@@ -165,19 +165,12 @@ func (s *Scope) TryGo(f func(Token) error) bool {
 const goAfterWait = "cancellation: Scope.Go after Wait returned (a Scope is used once)"
 
 // add counts a new goroutine, or panics (releasing its slot) if the scope
-// is closed.
+// is closed. A count added to a closed scope is taken back at once; Wait
+// only closes a scope whose count is zero, so it never misses a goroutine.
 func (s *Scope) add() {
-	for {
-		v := s.state.Load()
-		if v&scopeClosed != 0 {
-			if s.sem != nil {
-				<-s.sem
-			}
-			panic(goAfterWait)
-		}
-		if s.state.CompareAndSwap(v, v+1<<scopeShift) {
-			return
-		}
+	if v := s.state.Add(1 << scopeShift); v&scopeClosed != 0 {
+		s.done()
+		panic(goAfterWait)
 	}
 }
 
@@ -190,20 +183,9 @@ func (s *Scope) add() {
 // the panicking goroutine is kept beside the value in the *PanicError that
 // Wait raises, and Wait is where structured code ends anyway.
 func (s *Scope) run(f func(Token) error) {
-	defer s.done()
-	tok := s.src.Token()
 	returned := false
-	defer func() {
-		if returned {
-			return
-		}
-		// f panicked (recover is non-nil) or called runtime.Goexit (nil).
-		if v := recover(); v != nil {
-			s.fail(nil, Recovered{Value: v, Stack: debug.Stack()})
-		} else {
-			s.fail(errGoexit, Recovered{})
-		}
-	}()
+	defer s.exit(&returned)
+	tok := s.src.Token()
 	err := f(tok)
 	returned = true
 	if err == nil {
@@ -218,6 +200,19 @@ func (s *Scope) run(f func(Token) error) {
 		return
 	}
 	s.fail(err, Recovered{})
+}
+
+// exit ends a goroutine of the scope: if f did not return, it panicked
+// (recover is non-nil) or called runtime.Goexit (nil).
+func (s *Scope) exit(returned *bool) {
+	if !*returned {
+		if v := recover(); v != nil {
+			s.fail(nil, Recovered{Value: v, Stack: debug.Stack()})
+		} else {
+			s.fail(errGoexit, Recovered{})
+		}
+	}
+	s.done()
 }
 
 // fail records a failure (err) or a panic (p.Stack != nil) and cancels the

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -21,33 +22,37 @@ var aLongTimeAgo = time.Unix(1, 0)
 // promptly with ctx.Err() if r has a working SetReadDeadline (see the
 // package doc); otherwise ctx is checked before each Read.
 //
-// Each Read registers on ctx for the duration of the call only, so an
-// abandoned reader holds nothing. Reader does not block. The returned
-// reader's Read blocks as r's does; it is as safe for concurrent use as r.
+// The reader registers on ctx once, at its first Read; the registration is
+// released when ctx is done or when the reader becomes unreachable, so an
+// abandoned reader holds nothing for long. Reader does not block. The
+// returned reader's Read blocks as r's does; it is as safe for concurrent
+// use as r.
 func Reader(ctx context.Context, r io.Reader) io.Reader {
 	cr := &reader{ctx: ctx, r: r}
 	if d, ok := r.(interface{ SetReadDeadline(time.Time) error }); ok {
-		cr.rd.set = d.SetReadDeadline
-		cr.fire = cr.rd.interrupt
+		cr.b = &binding{}
+		cr.b.rd.set = d.SetReadDeadline
 	}
 	return cr
 }
 
 type reader struct {
-	ctx  context.Context
-	r    io.Reader
-	rd   side
-	fire func() // rd.interrupt, made once
+	ctx context.Context
+	r   io.Reader
+	b   *binding // nil: r has no deadlines
 }
 
 func (r *reader) Read(p []byte) (int, error) {
 	if err := r.ctx.Err(); err != nil {
 		return 0, err
 	}
-	if r.fire == nil {
+	if r.b == nil {
 		return r.r.Read(p) // not interruptible: checked between reads
 	}
-	return r.rd.do(r.ctx, r.fire, r.r.Read, p)
+	if !r.b.registered.Load() {
+		bind(r.b, r.ctx, r)
+	}
+	return r.b.rd.call(r.ctx, r.r.Read, p)
 }
 
 // Conn returns c bound to ctx: its Read and Write return ctx.Err() once ctx
@@ -56,43 +61,93 @@ func (r *reader) Read(p []byte) (int, error) {
 // set through the returned Conn are kept and restored after such an
 // interruption. Close and the other methods are c's.
 //
-// Each Read and Write registers on ctx for the duration of the call only.
+// The Conn registers on ctx once, at its first Read or Write; Close (or ctx
+// being done, or the Conn becoming unreachable) releases the registration.
 // Conn does not block; the returned Conn is safe for concurrent use, as
 // net.Conn requires.
 func Conn(ctx context.Context, c net.Conn) net.Conn {
-	cc := &conn{Conn: c, ctx: ctx}
-	cc.rd.set, cc.wr.set = c.SetReadDeadline, c.SetWriteDeadline
-	cc.fireRead, cc.fireWrite = cc.rd.interrupt, cc.wr.interrupt
+	cc := &conn{Conn: c, ctx: ctx, b: &binding{}}
+	cc.b.rd.set, cc.b.wr.set = c.SetReadDeadline, c.SetWriteDeadline
 	return cc
 }
 
 type conn struct {
 	net.Conn
-	ctx                 context.Context
-	rd, wr              side
-	fireRead, fireWrite func()
+	ctx context.Context
+	b   *binding
 }
 
 func (c *conn) Read(p []byte) (int, error) {
 	if err := c.ctx.Err(); err != nil {
 		return 0, err
 	}
-	return c.rd.do(c.ctx, c.fireRead, c.Conn.Read, p)
+	if !c.b.registered.Load() {
+		bind(c.b, c.ctx, c)
+	}
+	return c.b.rd.call(c.ctx, c.Conn.Read, p)
 }
 
 func (c *conn) Write(p []byte) (int, error) {
 	if err := c.ctx.Err(); err != nil {
 		return 0, err
 	}
-	return c.wr.do(c.ctx, c.fireWrite, c.Conn.Write, p)
+	if !c.b.registered.Load() {
+		bind(c.b, c.ctx, c)
+	}
+	return c.b.wr.call(c.ctx, c.Conn.Write, p)
+}
+
+func (c *conn) Close() error {
+	c.b.release()
+	return c.Conn.Close()
 }
 
 func (c *conn) SetDeadline(t time.Time) error {
-	return errors.Join(c.rd.setUser(t), c.wr.setUser(t))
+	return errors.Join(c.b.rd.setUser(t), c.b.wr.setUser(t))
 }
 
-func (c *conn) SetReadDeadline(t time.Time) error  { return c.rd.setUser(t) }
-func (c *conn) SetWriteDeadline(t time.Time) error { return c.wr.setUser(t) }
+func (c *conn) SetReadDeadline(t time.Time) error  { return c.b.rd.setUser(t) }
+func (c *conn) SetWriteDeadline(t time.Time) error { return c.b.wr.setUser(t) }
+
+// A binding is a wrapper's registration on its context: one callback that
+// interrupts whichever side has a call in progress. It is kept apart from
+// the wrapper, so that the registration does not keep the wrapper
+// reachable and a cleanup can release it once the wrapper is garbage.
+type binding struct {
+	rd, wr     side
+	registered atomic.Bool
+	mu         sync.Mutex // guards w and released
+	w          watcher
+	released   bool
+}
+
+func (b *binding) interrupt() {
+	b.rd.interrupt()
+	b.wr.interrupt()
+}
+
+// bind registers b on ctx, once, for as long as owner is reachable.
+func bind[T any](b *binding, ctx context.Context, owner *T) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.registered.Load() {
+		return
+	}
+	b.registered.Store(true)
+	if b.released {
+		return
+	}
+	b.w = watch(ctx, b.interrupt)
+	runtime.AddCleanup(owner, watcher.stop, b.w)
+}
+
+// release stops the registration, for good.
+func (b *binding) release() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.released = true
+	b.w.stop()
+}
 
 // Copy copies from src to dst until EOF on src, an error, or ctx being
 // done, like io.Copy, and returns the number of bytes written. If ctx is
@@ -159,14 +214,6 @@ type side struct {
 }
 
 const sideInterrupted = 1
-
-// do runs op(p) with fire registered on ctx for the duration of the call.
-func (s *side) do(ctx context.Context, fire func(), op func([]byte) (int, error), p []byte) (int, error) {
-	w := watch(ctx, fire)
-	n, err := s.call(ctx, op, p)
-	w.stop()
-	return n, err
-}
 
 // call runs op(p) as an interruptible call and maps an interruption to
 // ctx.Err(). Counting the call before checking ctx pairs with interrupt
@@ -263,6 +310,7 @@ func watch(ctx context.Context, f func()) watcher {
 	return watcher{stopFun: context.AfterFunc(ctx, f)}
 }
 
+// stop stops the callback; it is idempotent.
 func (w watcher) stop() {
 	if w.stopFun != nil {
 		w.stopFun()

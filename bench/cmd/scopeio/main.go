@@ -1,0 +1,128 @@
+// Command scopeio reads `go test -bench` output of bench/scope and
+// bench/cancelio (several rounds) on standard input and prints a markdown
+// table: the median of each benchmark, the ratio to its peer, and whether
+// the target holds.
+package main
+
+import (
+	"bufio"
+	"flag"
+	"fmt"
+	"os"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+type row struct {
+	label       string
+	ours, peer  string  // benchmark names (without "Benchmark" and -GOMAXPROCS)
+	unit        string  // the metric compared
+	target      float64 // ratio ours/peer at most this; 0: no target
+	absoluteMax float64 // ours at most this (in unit); 0: none
+}
+
+var rows = []row{
+	{"Scope.Go per goroutine vs errgroup", "Go/unlimited/impl=scope", "Go/unlimited/impl=errgroup", "ns/op", 1.1, 0},
+	{"Scope.Go per goroutine vs errgroup, limit 8", "Go/limit=8/impl=scope", "Go/limit=8/impl=errgroup", "ns/op", 1.1, 0},
+	{"Scope.Go per goroutine vs conc pool", "Go/unlimited/impl=scope", "Go/unlimited/impl=conc", "ns/op", 0, 0},
+	{"cancelio.Reader Read 512 B vs bare pipe Read", "PipeRead/size=512/impl=cancelio", "PipeRead/size=512/impl=bare", "ns/op", 1.05, 0},
+	{"cancelio.Reader Read 32 KiB vs bare pipe Read", "PipeRead/size=32768/impl=cancelio", "PipeRead/size=32768/impl=bare", "ns/op", 1.05, 0},
+	{"cancelio.Reader (stdlib ctx) Read 512 B vs bare", "PipeRead/size=512/impl=cancelio-context", "PipeRead/size=512/impl=bare", "ns/op", 1.05, 0},
+	{"goroutine-per-read wrapper 512 B vs bare", "PipeRead/size=512/impl=goroutine", "PipeRead/size=512/impl=bare", "ns/op", 0, 0},
+	{"goroutine-per-read wrapper 32 KiB vs bare", "PipeRead/size=32768/impl=goroutine", "PipeRead/size=32768/impl=bare", "ns/op", 0, 0},
+	{"cancel to return of a blocked pipe Read, p99", "CancelToReturn/impl=cancelio", "CancelToReturn/impl=goroutine", "p99-ns", 0, 1e6},
+	{"cancel to return of a blocked pipe Read, p50", "CancelToReturn/impl=cancelio", "CancelToReturn/impl=goroutine", "p50-ns", 0, 0},
+}
+
+var line = regexp.MustCompile(`^Benchmark(\S+?)(?:-\d+)?\s+\d+\s+(.*)$`)
+
+func main() {
+	strict := flag.Bool("strict", false, "exit 1 if a target is missed")
+	flag.Parse()
+	samples := map[string]map[string][]float64{} // bench -> unit -> values
+	sc := bufio.NewScanner(os.Stdin)
+	for sc.Scan() {
+		m := line.FindStringSubmatch(strings.TrimSpace(sc.Text()))
+		if m == nil {
+			continue
+		}
+		if samples[m[1]] == nil {
+			samples[m[1]] = map[string][]float64{}
+		}
+		f := strings.Fields(m[2])
+		for i := 0; i+1 < len(f); i += 2 {
+			if v, err := strconv.ParseFloat(f[i], 64); err == nil {
+				samples[m[1]][f[i+1]] = append(samples[m[1]][f[i+1]], v)
+			}
+		}
+	}
+	missed, rounds := 0, 0
+	fmt.Println("| measurement | ours | peer | ratio | target | allocs (ours/peer) | |")
+	fmt.Println("|---|---:|---:|---:|---:|---:|---|")
+	for _, r := range rows {
+		ours, peer := samples[r.ours][r.unit], samples[r.peer][r.unit]
+		if len(ours) == 0 || len(peer) == 0 {
+			fmt.Printf("| %s | – | – | – | – | – | no data |\n", r.label)
+			missed++
+			continue
+		}
+		rounds = max(rounds, len(ours))
+		a, b := median(ours), median(peer)
+		// The ratio is the median of the per-round ratios: both sides of
+		// a round ran back to back, under the same load.
+		var ratios []float64
+		for i := range min(len(ours), len(peer)) {
+			ratios = append(ratios, ours[i]/peer[i])
+		}
+		ratio := median(ratios)
+		target, verdict := "–", ""
+		switch {
+		case r.target > 0:
+			target = fmt.Sprintf("≤ %.2f×", r.target)
+			verdict = "ok"
+			if ratio > r.target {
+				verdict = "MISSED"
+			}
+		case r.absoluteMax > 0:
+			target = "≤ " + format(r.absoluteMax, r.unit)
+			verdict = "ok"
+			if a > r.absoluteMax {
+				verdict = "MISSED"
+			}
+		}
+		if verdict == "MISSED" {
+			missed++
+		}
+		allocs := "–"
+		if x, y := samples[r.ours]["allocs/op"], samples[r.peer]["allocs/op"]; len(x) > 0 && len(y) > 0 {
+			allocs = fmt.Sprintf("%g / %g", median(x), median(y))
+		}
+		fmt.Printf("| %s | %s | %s | %.2f× | %s | %s | %s |\n", r.label, format(a, r.unit), format(b, r.unit), ratio, target, allocs, verdict)
+	}
+	fmt.Printf("\nmedians of %d rounds; ratio = median of the per-round ratios ours / peer; %d target(s) missed\n", rounds, missed)
+	if *strict && missed > 0 {
+		os.Exit(1)
+	}
+}
+
+func median(v []float64) float64 {
+	s := append([]float64(nil), v...)
+	sort.Float64s(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+func format(v float64, unit string) string {
+	switch {
+	case v >= 1e6:
+		return fmt.Sprintf("%.2f ms", v/1e6)
+	case v >= 1e4:
+		return fmt.Sprintf("%.1f µs", v/1e3)
+	default:
+		return fmt.Sprintf("%.0f ns", v)
+	}
+}
