@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -176,9 +177,11 @@ type request struct {
 	src    *cancellation.Source
 	id     string
 	idHdr  [1]string // the response header's value slice, without an allocation
-	// deadline is the earliest of the timeout header's deadline and the
-	// original request context's; zero if neither.
-	deadline time.Time
+	// deadline is the earliest of the timeout header's deadline, the
+	// original request context's and SetRequestDeadline's (monotonic(t));
+	// 0 if none. Written under dlMu, read atomically.
+	deadline atomic.Int64
+	dlMu     sync.Mutex
 	// canceledAt is when parentDone or the release canceled src
 	// (monotonic(t)), or 0. A deadline's time is the deadline itself.
 	canceledAt atomic.Int64
@@ -227,10 +230,23 @@ func (rq *request) parentDone() {
 	rq.src.CancelCause(cause)
 }
 
+// setDeadline arms the Source's timer at t with cause, unless the request
+// already has a deadline no later than t.
+func (rq *request) setDeadline(t time.Time, cause error) {
+	m := monotonic(t)
+	rq.dlMu.Lock()
+	defer rq.dlMu.Unlock()
+	if cur := rq.deadline.Load(); cur != 0 && cur <= m {
+		return
+	}
+	rq.deadline.Store(m)
+	rq.src.SetDeadlineCause(t, cause)
+}
+
 // cancelTime is when the token was canceled, if known.
 func (rq *request) cancelTime() (time.Time, bool) {
-	if rq.src.Token().Err() == context.DeadlineExceeded && !rq.deadline.IsZero() {
-		return rq.deadline, true
+	if dl := rq.deadline.Load(); dl != 0 && rq.src.Token().Err() == context.DeadlineExceeded {
+		return epoch.Add(time.Duration(dl - 1)), true
 	}
 	if n := rq.canceledAt.Load(); n != 0 {
 		return epoch.Add(time.Duration(n - 1)), true
@@ -271,17 +287,13 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rq.rw.src = rq.src
 	if de != nil {
 		// The Source's own timer, with a cause that names the header.
-		rq.deadline = start.Add(de.Timeout)
-		rq.src.SetDeadlineCause(rq.deadline, de)
+		rq.setDeadline(start.Add(de.Timeout), de)
 	}
 	if dl, ok := rq.parent.Deadline(); ok {
 		// Rare: an outer layer set a deadline. parentDone maps
 		// cancellations of the original context, but only the Source's own
 		// timer can make Err DeadlineExceeded.
-		if rq.deadline.IsZero() || dl.Before(rq.deadline) {
-			rq.deadline = dl
-		}
-		rq.src.SetDeadline(dl)
+		rq.setDeadline(dl, nil)
 	}
 	stopLink := context.AfterFunc(rq.parent, rq.parentDone)
 	tok := rq.src.Token()
@@ -501,6 +513,25 @@ func RequestID(ctx context.Context) string {
 		return rq.id
 	}
 	return ""
+}
+
+// SetRequestDeadline gives the request whose context is ctx (or derives
+// from it) a deadline set by the server, for work that must not run longer
+// than t whatever the client asked: the request token is canceled at t,
+// with Err [context.DeadlineExceeded] and the given cause (Cause is
+// context.DeadlineExceeded when cause is nil), and the access log reports
+// canceled=deadline. A deadline the request already has (from a timeout
+// header, or an earlier call) that is no later than t is kept. It reports
+// whether ctx carries a request token; without one it does nothing.
+//
+// It does not block and is safe for concurrent use.
+func SetRequestDeadline(ctx context.Context, t time.Time, cause error) bool {
+	rq := lookup(ctx)
+	if rq == nil {
+		return false
+	}
+	rq.setDeadline(t, cause)
+	return true
 }
 
 // CanceledAt reports when the request token of ctx was canceled: the

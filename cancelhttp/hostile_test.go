@@ -2,10 +2,14 @@ package cancelhttp_test
 
 import (
 	"bufio"
+	"context"
+	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"runtime"
 	"strings"
 	"testing"
@@ -206,5 +210,66 @@ func TestReadTimeoutBoundsBodyNotHandler(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusRequestTimeout || !resp.Close {
 		t.Errorf("slow body: %d, close %v; want 408 and the connection closed", resp.StatusCode, resp.Close)
+	}
+}
+
+// TestRequestDeadlines: the earliest deadline wins, whichever set it: a
+// timeout header, an outer layer's context deadline, or
+// SetRequestDeadline; a later one never extends an earlier one.
+func TestRequestDeadlines(t *testing.T) {
+	t.Parallel()
+	errLimit := errors.New("server limit")
+	type seen struct {
+		err, cause error
+		set        bool
+	}
+	results := make(chan seen, 1)
+	inner := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx := r.Context()
+		set := false
+		switch r.URL.Path {
+		case "/limit":
+			set = cancelhttp.SetRequestDeadline(ctx, time.Now().Add(30*time.Millisecond), errLimit)
+		case "/later":
+			set = cancelhttp.SetRequestDeadline(ctx, time.Now().Add(time.Hour), errLimit)
+		}
+		<-ctx.Done()
+		results <- seen{ctx.Err(), context.Cause(ctx), set}
+	})
+	// An outer layer gives every request context a deadline an hour away.
+	outer := func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			ctx, cancel := context.WithTimeout(r.Context(), time.Hour)
+			defer cancel()
+			next.ServeHTTP(w, r.WithContext(ctx))
+		})
+	}
+	ts := httptest.NewServer(outer(cancelhttp.Handler(inner, cancelhttp.WithLogger(slog.New(slog.DiscardHandler)))))
+	defer ts.Close()
+	client := ts.Client()
+	for _, tt := range []struct {
+		path, header string
+		wantCause    func(error) bool
+	}{
+		{"/header", "30", func(err error) bool { var de *cancelhttp.DeadlineError; return errors.As(err, &de) }},
+		{"/limit", "", func(err error) bool { return err == errLimit }},
+		{"/later", "30", func(err error) bool { var de *cancelhttp.DeadlineError; return errors.As(err, &de) }},
+	} {
+		req, _ := http.NewRequest("GET", ts.URL+tt.path, nil)
+		if tt.header != "" {
+			req.Header.Set(cancelhttp.ConnectTimeoutHeader, tt.header)
+		}
+		errc := testlog.DoAsync(client, req)
+		got := testlog.Recv(t, "handler result for "+tt.path, results)
+		testlog.Recv(t, "response", errc)
+		if got.err != context.DeadlineExceeded || !tt.wantCause(got.cause) {
+			t.Errorf("%s: Err %v, cause %v", tt.path, got.err, got.cause)
+		}
+		if tt.path != "/header" && !got.set {
+			t.Errorf("%s: SetRequestDeadline reported no request token", tt.path)
+		}
+	}
+	if cancelhttp.SetRequestDeadline(context.Background(), time.Now(), nil) {
+		t.Error("SetRequestDeadline without a request token reported true")
 	}
 }

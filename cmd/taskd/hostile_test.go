@@ -177,6 +177,13 @@ func TestTaskMaxDurationOverrun(t *testing.T) {
 	if r.Str("cause") != errMaxTaskDuration.Error() {
 		t.Errorf("cancellation record %v, want cause %q", r, errMaxTaskDuration)
 	}
+	if _, ok := r["stop_latency_ms"]; !ok {
+		t.Errorf("cancellation record %v without stop_latency_ms", r)
+	}
+	a := logs.Wait(t, "access log", msgID("request", "overrun"))
+	if a.Str("canceled") != "deadline" || a.Str("cause") != errMaxTaskDuration.Error() {
+		t.Errorf("access log %v, want canceled=deadline and the cause", a)
+	}
 }
 
 func TestTaskMaxInflight(t *testing.T) {

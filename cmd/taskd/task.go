@@ -78,10 +78,13 @@ func (h *taskHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	ctx := r.Context()
 	tok, ok := cancelhttp.RequestToken(ctx)
-	if !ok || h.maxDuration > 0 {
-		// A token of the task's own: linked to the request token (or, not
-		// behind cancelhttp.Handler, to the request context), and to the
-		// task's time limit.
+	if ok {
+		if h.maxDuration > 0 {
+			cancelhttp.SetRequestDeadline(ctx, time.Now().Add(h.maxDuration), errMaxTaskDuration)
+		}
+	} else {
+		// Not behind cancelhttp.Handler: a token of the task's own, linked
+		// to the request context and to the task's time limit.
 		src := cancellation.New(ctx)
 		defer src.Cancel()
 		if h.maxDuration > 0 {
