@@ -89,3 +89,30 @@ func ExampleHTTPError() {
 	}
 	// Output: 404 HTTP 404 Not Found
 }
+
+// A file fetched over four connections at once (Client.Split), each
+// writing its own ranges of the one .part.
+func ExampleClient_Do_split() {
+	h := downloadtest.New(downloadtest.Pattern{}, 4<<20, `"v1"`)
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	dir, _ := os.MkdirTemp("", "example")
+	defer os.RemoveAll(dir)
+
+	c := &download.Client{HTTPClient: srv.Client(), Split: 4}
+	var conns int
+	res, err := c.Do(context.Background(), &download.Request{
+		URL: srv.URL + "/big.bin", Dir: dir,
+		Progress: func(e download.Event) {
+			if e.Kind == download.Started {
+				conns = e.Segments
+			}
+		},
+	})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println(filepath.Base(res.Path), res.Size, "bytes over", conns, "connections")
+	// Output: big.bin 4194304 bytes over 4 connections
+}
