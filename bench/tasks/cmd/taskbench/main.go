@@ -177,6 +177,9 @@ func printTable(c config, suts []*sut) {
 	f0 := func(v float64) string { return fmt.Sprintf("%.0f", v) }
 	f2 := func(v float64) string { return fmt.Sprintf("%.2f", v) }
 	kib := func(v float64) string {
+		if v > -64 && v < 64 { // below what two GCs apart can tell
+			return "≈ 0 B"
+		}
 		if v < 1024 {
 			return fmt.Sprintf("%.0f B", v)
 		}
@@ -254,6 +257,12 @@ func printTable(c config, suts []*sut) {
 	}
 	fmt.Println(" obeyed |")
 	fmt.Println()
+	fmt.Println("Per round (the medians above are of these):")
+	for _, s := range suts {
+		fmt.Printf("- %s: tasks/s %s; same-process p99 ms %s; cross-process p99 ms %s\n", s.peer.Name(),
+			list(s.res.tput, f0), list(s.res.p99, f2), list(s.res.rp99, f2))
+	}
+	fmt.Println()
 	for _, s := range suts {
 		for _, o := range s.res.disc {
 			if o.Stopped {
@@ -294,4 +303,12 @@ func verdict(r row, suts []*sut, river *sut) string {
 		return r.target + ": met"
 	}
 	return r.target + ": **missed**"
+}
+
+func list(v []float64, format func(float64) string) string {
+	s := make([]string, len(v))
+	for i, x := range v {
+		s[i] = format(x)
+	}
+	return strings.Join(s, " ")
 }
