@@ -204,9 +204,10 @@ func (r *Runner) Start(ctx context.Context) error {
 // running tasks finish for grace, then cancels the rest with the cause
 // ErrShuttingDown and waits for them to return. Queued tasks stopped that
 // way go back to the queue (another runner, or this one after a restart,
-// runs them again with the next attempt); request-scoped ones end
-// canceled. Shutdown blocks until every task has returned and its record
-// was written, or ctx is done; it is idempotent.
+// runs them again with the next attempt). Request-scoped tasks are not
+// canceled by Shutdown: they end when their context (the request) does,
+// and Shutdown waits for them too. Shutdown blocks until every task has
+// returned and its record was written, or ctx is done; it is idempotent.
 func (r *Runner) Shutdown(ctx context.Context, grace time.Duration) error {
 	r.shutOnce.Do(func() {
 		r.mu.Lock()
@@ -233,7 +234,11 @@ func (r *Runner) Shutdown(ctx context.Context, grace time.Duration) error {
 	case <-timer.C:
 		r.mu.Lock()
 		for _, rt := range r.running {
-			rt.src.CancelCause(ErrShuttingDown)
+			// Request-scoped tasks end with their request: the HTTP
+			// server's own shutdown cancels those, with its cause.
+			if !rt.scoped {
+				rt.src.CancelCause(ErrShuttingDown)
+			}
 		}
 		r.mu.Unlock()
 		select {
@@ -378,7 +383,8 @@ func (r *Runner) Cancel(ctx context.Context, id string, req CancelRequest) (*Tas
 // other) but never queued: it starts at once, is not counted against
 // Concurrency, and is canceled with ctx's cause when ctx is done (for a
 // request, "client disconnected"). f's token is also canceled by a cancel
-// request, the task's timeout, a lost lease and Shutdown. RunScoped
+// request, the task's timeout and a lost lease; not by Shutdown, which
+// waits for ctx to end it. RunScoped
 // blocks until f returned and the final record was written, and returns
 // that record with f's result and error. When the store cannot be written,
 // f still runs (the error is logged) and the record returned is nil.

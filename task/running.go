@@ -13,9 +13,10 @@ import (
 // running is a task running on this runner: its sources, the last record
 // it wrote, its coalesced progress and its lease renewal.
 type running struct {
-	r   *Runner
-	id  string
-	ctx context.Context // the parent: the runner's life, or the request
+	r      *Runner
+	id     string
+	scoped bool            // request-scoped: never handed back, not canceled by Shutdown
+	ctx    context.Context // the parent: the runner's life, or the request
 
 	lease *cancellation.Source // canceled with ErrLeaseLost when not renewed
 	src   *cancellation.Source // the task's: child of lease
@@ -58,7 +59,7 @@ func (r *Runner) newRunning(parent context.Context, t *Task) *running {
 	end := monoNow() + int64(r.cfg.Lease)
 	lease := cancellation.New(parent)
 	lease.CancelAfterCause(r.cfg.Lease, ErrLeaseLost)
-	rt := &running{r: r, id: t.ID, ctx: parent, lease: lease, src: cancellation.New(lease.Token()), rec: t,
+	rt := &running{r: r, id: t.ID, scoped: t.RequestScoped, ctx: parent, lease: lease, src: cancellation.New(lease.Token()), rec: t,
 		node: r.cfg.Node, attempt: t.Attempt}
 	rt.leaseEnd.Store(end)
 	if t.Progress != nil {

@@ -5,6 +5,15 @@
 //
 //	taskd [-addr 127.0.0.1:8080] [-shutdown-grace 10s] [-max-request-timeout 0]
 //	      [-max-task-duration 1h] [-max-inflight 10000] [-log-format text|json]
+//	      [-data ./taskd-data] [-nats URL] [-node NAME] [-concurrency 8]
+//	      [-lease 10s] [-retention 24h]
+//
+// It also serves the task API (POST /tasks, GET /tasks, GET /tasks/{id},
+// POST /tasks/{id}/cancel, event streams on GET /tasks/{id}/events and GET
+// /events), GET /metrics, GET /healthz, GET /readyz and the dashboard at /,
+// with tasks kept in NATS JetStream: an embedded server storing under -data
+// unless -nats names one. Each GET /longrunningtask is also a task of kind
+// longrunning, listed and cancelable through the API. See docs/tasks.md.
 //
 // It serves GET (and HEAD) /longrunningtask?iterations=20&interval=1s
 // (HTTP/1.1 and unencrypted HTTP/2 with prior knowledge) and logs with
@@ -122,6 +131,7 @@ type Config struct {
 	MaxTaskDuration   time.Duration // -max-task-duration: cap on one task's total time; 0: none
 	MaxInflight       int           // -max-inflight: requests served at once; more get 503; 0: no cap
 	LogFormat         string        // -log-format: "text" or "json"
+	Tasks             TaskConfig    // -data, -nats, -node, -concurrency, -lease, -retention
 }
 
 // DefaultConfig returns the defaults of the flags.
@@ -132,6 +142,7 @@ func DefaultConfig() Config {
 		MaxTaskDuration: time.Hour,
 		MaxInflight:     10000,
 		LogFormat:       "text",
+		Tasks:           defaultTaskConfig(),
 	}
 }
 
@@ -177,7 +188,8 @@ type Main struct {
 
 const usageText = `Usage: taskd [flags]
 
-Serves GET /longrunningtask?iterations=20&interval=1s.
+Serves GET /longrunningtask?iterations=20&interval=1s, the task API
+(/tasks, /events), /metrics and the dashboard at /.
 
 Flags:
 `
@@ -199,6 +211,7 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.DurationVar(&m.Config.MaxTaskDuration, "max-task-duration", m.Config.MaxTaskDuration, "cap on one task's total time: longer tasks are refused with 400, and a task still running then is canceled (0: no cap)")
 	fs.IntVar(&m.Config.MaxInflight, "max-inflight", m.Config.MaxInflight, "requests served at once; more are answered 503 with Retry-After (0: no cap)")
 	fs.StringVar(&m.Config.LogFormat, "log-format", m.Config.LogFormat, "log format on standard error: `text` or json")
+	m.Config.Tasks.addFlags(fs)
 	usage := func(w io.Writer) {
 		fmt.Fprint(w, usageText)
 		fs.SetOutput(w)
@@ -223,6 +236,8 @@ func (m *Main) ParseFlags(args []string) error {
 		err = fmt.Errorf("invalid -max-task-duration %v: must not be negative", m.Config.MaxTaskDuration)
 	case m.Config.MaxInflight < 0:
 		err = fmt.Errorf("invalid -max-inflight %d: must not be negative", m.Config.MaxInflight)
+	default:
+		err = m.Config.Tasks.validate() // -data, -concurrency, -lease, -retention
 	}
 	if err != nil {
 		fmt.Fprintf(m.Stderr, "taskd: %v\n", err)
@@ -258,7 +273,13 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 			return err
 		}
 	}
-	srv := newServer(logger, m.Config)
+	tasks, err := startTasks(ctx, m.Config, logger, ln.Addr())
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	defer tasks.close()
+	srv := newServer(logger, m.Config, tasks)
 	logger.Info("listening", "addr", ln.Addr().String(),
 		"shutdown_grace", m.Config.ShutdownGrace.String(),
 		"max_request_timeout", m.Config.MaxRequestTimeout.String(),
@@ -279,20 +300,21 @@ func newLogger(w io.Writer, format string) *slog.Logger {
 
 // newMux registers taskd's routes. Every route is behind the middleware
 // (request tokens, access log) and the in-flight limit that newServer adds.
-func newMux(logger *slog.Logger, cfg Config) *http.ServeMux {
+func newMux(logger *slog.Logger, cfg Config, tasks *tasks) *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.Handle("/longrunningtask", cancelhttp.IgnoreBody(
-		&taskHandler{logger: logger, maxDuration: cfg.MaxTaskDuration}, maxIgnoredBody))
+		&taskHandler{logger: logger, maxDuration: cfg.MaxTaskDuration, tasks: tasks.runner}, maxIgnoredBody))
+	tasks.register(mux)
 	return mux
 }
 
 // newServer returns the configured, not yet started, server.
-func newServer(logger *slog.Logger, cfg Config) *http.Server {
+func newServer(logger *slog.Logger, cfg Config, tasks *tasks) *http.Server {
 	var protocols http.Protocols
 	protocols.SetHTTP1(true)
 	protocols.SetUnencryptedHTTP2(true)
 	return &http.Server{
-		Handler: cancelhttp.Handler(limitInflight(newMux(logger, cfg), cfg.MaxInflight),
+		Handler: cancelhttp.Handler(limitInflight(newMux(logger, cfg, tasks), cfg.MaxInflight),
 			cancelhttp.WithLogger(logger),
 			cancelhttp.WithMaxTimeout(cfg.MaxRequestTimeout)),
 		Protocols:         &protocols,

@@ -95,7 +95,7 @@ func startTaskd(t *testing.T, args ...string) *taskd {
 	m := &Main{Stderr: logs, Listener: ln}
 	ctx, cancel := context.WithCancel(context.Background())
 	d := &taskd{Addr: ln.Addr().String(), URL: "http://" + ln.Addr().String(), Logs: logs, stop: cancel, done: make(chan error, 1)}
-	args = append([]string{"-log-format", "json", "-shutdown-grace", "0"}, args...)
+	args = append([]string{"-log-format", "json", "-shutdown-grace", "0", "-data", t.TempDir()}, args...)
 	go func() { d.done <- m.Run(ctx, args) }()
 	t.Cleanup(func() {
 		if err := d.shutdown(t); err != nil {

@@ -109,7 +109,7 @@ func TestRunTextLog(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- (&Main{Stderr: pw, Listener: ln}).Run(ctx, []string{"-shutdown-grace", "0"})
+		done <- (&Main{Stderr: pw, Listener: ln}).Run(ctx, []string{"-shutdown-grace", "0", "-data", t.TempDir()})
 		pw.Close()
 	}()
 	lines := make(chan string, 64)
@@ -146,7 +146,7 @@ func TestRunTextLog(t *testing.T) {
 func runBinary(t *testing.T, args ...string) (*exec.Cmd, *testlog.Sink, string) {
 	t.Helper()
 	logs := testlog.NewSink()
-	cmd := exec.Command(taskdBinary(t), append([]string{"-addr", "127.0.0.1:0", "-log-format", "json"}, args...)...)
+	cmd := exec.Command(taskdBinary(t), append([]string{"-addr", "127.0.0.1:0", "-log-format", "json", "-data", t.TempDir()}, args...)...)
 	cmd.Stderr = logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -276,7 +276,7 @@ func TestBinarySecondSignalBlockedStderr(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer pr.Close()
-	cmd := exec.Command(taskdBinary(t), "-addr", "127.0.0.1:0", "-log-format", "json", "-shutdown-grace", "1h")
+	cmd := exec.Command(taskdBinary(t), "-addr", "127.0.0.1:0", "-log-format", "json", "-shutdown-grace", "1h", "-data", t.TempDir())
 	cmd.Stderr = pw
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

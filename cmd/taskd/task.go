@@ -15,6 +15,7 @@ import (
 
 	"github.com/go-cancellation/cancellation"
 	"github.com/go-cancellation/cancellation/cancelhttp"
+	"github.com/go-cancellation/cancellation/task"
 )
 
 // The seed endpoint's parameters and answers.
@@ -54,6 +55,9 @@ type taskHandler struct {
 	// step, if set, runs at the end of each step; tests use it to fail or
 	// panic.
 	step func(ctx context.Context, i int) error
+	// tasks, if set, runs each request as a request-scoped task (see
+	// runAsTask).
+	tasks *task.Runner
 }
 
 func (h *taskHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -95,7 +99,7 @@ func (h *taskHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	log := h.logger.With(slog.String("request_id", cancelhttp.RequestID(ctx)))
 	log.Info("Long-running task started.", "iterations", n, "interval", interval.String())
 
-	done, err := h.run(tok, log, n, interval)
+	tok, done, err := h.runAsTask(tok, log, n, interval)
 	switch {
 	case err == nil:
 		writeText(w, http.StatusOK, completedMessage)

@@ -173,7 +173,7 @@ func TestNotFound(t *testing.T) {
 	t.Parallel()
 	d := startTaskd(t)
 	client := h1Client(t)
-	for _, path := range []string{"/", "/nope", "/longrunningtask/", "/longrunningtask/x", "/LongRunningTask"} {
+	for _, path := range []string{"/nope", "/longrunningtask/", "/longrunningtask/x", "/LongRunningTask"} {
 		t.Run(path, func(t *testing.T) {
 			t.Parallel()
 			if code, _, _ := do(t, client, "GET", d.URL+path, "nf", nil); code != http.StatusNotFound {

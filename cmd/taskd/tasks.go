@@ -1,0 +1,226 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/go-cancellation/cancellation"
+	"github.com/go-cancellation/cancellation/dashboard"
+	"github.com/go-cancellation/cancellation/task"
+	"github.com/go-cancellation/cancellation/task/natsstore"
+	"github.com/go-cancellation/cancellation/task/taskhttp"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+)
+
+// TaskConfig is the configuration of taskd's background tasks.
+type TaskConfig struct {
+	Data        string        // -data: directory of the embedded NATS server and of downloads
+	NATS        string        // -nats: URL of an existing NATS; "" starts an embedded one
+	Node        string        // -node: this node's name; "" means host name and port
+	Concurrency int           // -concurrency: queued tasks run at once on this node
+	Lease       time.Duration // -lease: how long a running task's claim holds without renewal
+	Retention   time.Duration // -retention: how long finished tasks are kept
+}
+
+// defaultTaskConfig returns the defaults of the task flags.
+func defaultTaskConfig() TaskConfig {
+	return TaskConfig{
+		Data:        "taskd-data",
+		Concurrency: task.DefaultConcurrency,
+		Lease:       task.DefaultLease,
+		Retention:   task.DefaultRetention,
+	}
+}
+
+// addFlags defines the task flags on fs.
+func (c *TaskConfig) addFlags(fs *flag.FlagSet) {
+	fs.StringVar(&c.Data, "data", c.Data, "`directory` for the embedded NATS server's JetStream files and for downloads")
+	fs.StringVar(&c.NATS, "nats", c.NATS, "`URL` of an existing NATS server with JetStream (default: start an embedded one storing under -data)")
+	fs.StringVar(&c.Node, "node", c.Node, "this node's `name` in tasks and cancel requests (default: host name and port)")
+	fs.IntVar(&c.Concurrency, "concurrency", c.Concurrency, "how many queued tasks run at once on this node")
+	fs.DurationVar(&c.Lease, "lease", c.Lease, "how long a running task's lease holds without renewal")
+	fs.DurationVar(&c.Retention, "retention", c.Retention, "how long finished tasks are kept")
+}
+
+// validate checks the task flags.
+func (c *TaskConfig) validate() error {
+	switch {
+	case c.Data == "":
+		return errors.New("invalid -data \"\": give a directory")
+	case c.Concurrency < 1:
+		return fmt.Errorf("invalid -concurrency %d: must be at least 1", c.Concurrency)
+	case c.Lease < 300*time.Millisecond:
+		return fmt.Errorf("invalid -lease %v: must be at least 300ms", c.Lease)
+	case c.Retention <= 0:
+		return fmt.Errorf("invalid -retention %v: must be positive", c.Retention)
+	}
+	return nil
+}
+
+// tasks is taskd's task service: NATS (embedded or not), the store, the
+// runner and the API.
+type tasks struct {
+	log     *slog.Logger
+	ns      *server.Server // nil with -nats
+	nc      *nats.Conn
+	store   *natsstore.Store
+	runner  *task.Runner
+	api     *taskhttp.API
+	metrics *taskhttp.Metrics
+	grace   time.Duration
+
+	drainOnce sync.Once
+	drained   chan struct{}
+}
+
+// startTasks connects to NATS (starting the embedded server unless -nats
+// is set), opens the store and starts the runner. It blocks until they
+// are up, or fails. Stop it with close.
+func startTasks(ctx context.Context, cfg Config, logger *slog.Logger, addr net.Addr) (_ *tasks, err error) {
+	tc := cfg.Tasks
+	s := &tasks{log: logger, grace: cfg.ShutdownGrace, drained: make(chan struct{})}
+	defer func() {
+		if err != nil {
+			s.close()
+		}
+	}()
+	url := tc.NATS
+	if url == "" {
+		dir := filepath.Join(tc.Data, "nats")
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return s, err
+		}
+		if s.ns, err = natsstore.RunServer(natsstore.ServerOptions{Dir: dir}); err != nil {
+			return s, err
+		}
+		url = s.ns.ClientURL()
+	}
+	if s.nc, err = nats.Connect(url, nats.Name("taskd"), nats.MaxReconnects(-1)); err != nil {
+		return s, fmt.Errorf("nats %s: %w", url, err)
+	}
+	octx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if s.store, err = natsstore.New(octx, s.nc, natsstore.Options{IdempotencyTTL: tc.Retention}); err != nil {
+		return s, err
+	}
+	node := tc.Node
+	if node == "" {
+		host, _ := os.Hostname()
+		_, port, _ := net.SplitHostPort(addr.String())
+		node = net.JoinHostPort(host, port)
+	}
+	s.metrics = taskhttp.NewMetrics(s.store)
+	kinds := task.NewRegistry(task.LongRunning(), task.Download(filepath.Join(tc.Data, "downloads"), nil))
+	if s.runner, err = task.NewRunner(task.Config{
+		Store: s.store, Kinds: kinds, Node: node, Concurrency: tc.Concurrency,
+		Lease: tc.Lease, Retention: tc.Retention, Logger: logger, OnStop: s.metrics.Stopped,
+	}); err != nil {
+		return s, err
+	}
+	if err = s.runner.Start(octx); err != nil {
+		return s, err
+	}
+	s.api = taskhttp.New(s.runner, taskhttp.Options{Metrics: s.metrics, Logger: logger})
+	context.AfterFunc(ctx, s.drain)
+	embedded := "no"
+	if s.ns != nil {
+		embedded = tc.Data
+	}
+	logger.Info("tasks ready", "node", node, "nats", url, "embedded_nats_data", embedded,
+		"concurrency", tc.Concurrency, "lease", tc.Lease.String(), "retention", tc.Retention.String())
+	return s, nil
+}
+
+// register adds the task API, the metrics and the dashboard to mux.
+func (s *tasks) register(mux *http.ServeMux) {
+	s.api.Register(mux)
+	mux.Handle("/", dashboard.Handler())
+}
+
+// drain starts the shutdown of the task service, once: it ends the event
+// streams at once (they would hold the HTTP server's grace period) and
+// drains the runner beside the HTTP server's own shutdown. It does not
+// block.
+func (s *tasks) drain() {
+	s.drainOnce.Do(func() {
+		s.api.CloseStreams()
+		go func() {
+			defer close(s.drained)
+			s.runner.Shutdown(context.Background(), s.grace)
+		}()
+	})
+}
+
+// close drains the runner (if Run's context did not already start that)
+// and waits for it, then closes the store, the connection and the
+// embedded server.
+func (s *tasks) close() {
+	if s.api != nil {
+		s.drain()
+		<-s.drained
+	}
+	if s.store != nil {
+		s.store.Close()
+	}
+	if s.nc != nil {
+		s.nc.Close()
+	}
+	if s.ns != nil {
+		s.ns.Shutdown()
+		s.ns.WaitForShutdown()
+	}
+}
+
+// runAsTask runs the seed's steps as a request-scoped task of kind
+// longrunning: listed, watched and cancelable through the task API, with
+// progress per step and the task id on each step's log line. It returns the
+// token the steps ran under (the task's: canceled by the request, a cancel
+// request, or the node shutting down), how many steps completed and the
+// error of the steps. Without a runner, or when the runner refuses the
+// task (shutting down), the steps run on tok as before.
+func (h *taskHandler) runAsTask(tok cancellation.Token, log *slog.Logger, n int, interval time.Duration) (cancellation.Token, int, error) {
+	if h.tasks == nil {
+		done, err := h.run(tok, log, n, interval)
+		return tok, done, err
+	}
+	params, _ := json.Marshal(task.LongRunningParams{Iterations: n, Interval: task.Duration(interval)})
+	var (
+		done    int
+		err     error
+		taskTok = tok
+		ran     bool
+	)
+	_, _, rerr := h.tasks.RunScoped(tok, task.Spec{Kind: "longrunning", Params: params},
+		func(ttok cancellation.Token, run *task.Run) (string, error) {
+			ran, taskTok = true, ttok
+			hh := *h
+			hh.step = func(ctx context.Context, i int) error {
+				run.Progress(int64(i), int64(n), fmt.Sprintf("Iteration %d of %d completed.", i, n))
+				if h.step != nil {
+					return h.step(ctx, i)
+				}
+				return nil
+			}
+			done, err = hh.run(ttok, log.With(slog.String("task", run.ID())), n, interval)
+			if err != nil {
+				return "", err
+			}
+			return completedMessage, nil
+		})
+	if !ran {
+		log.Warn("Long-running task not run as a task.", "error", rerr)
+		done, err = h.run(tok, log, n, interval)
+	}
+	return taskTok, done, err
+}

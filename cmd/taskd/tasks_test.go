@@ -1,0 +1,237 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/go-cancellation/cancellation/internal/testlog"
+	"github.com/go-cancellation/cancellation/task"
+)
+
+// apiDo sends a JSON request to taskd and decodes the answer into out.
+func apiDo(t *testing.T, method, url, body string, out any) int {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := h1Client(t).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out != nil {
+		if err := json.Unmarshal(b, out); err != nil {
+			t.Fatalf("%s %s: %d %q: %v", method, url, resp.StatusCode, b, err)
+		}
+	}
+	return resp.StatusCode
+}
+
+// waitTask follows GET /tasks/{id}/events until match holds.
+func waitTask(t *testing.T, base, id string, match func(*task.Task) bool) *task.Task {
+	t.Helper()
+	req, _ := http.NewRequestWithContext(t.Context(), "GET", base+"/tasks/"+id+"/events", nil)
+	resp, err := h1Client(t).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	found := make(chan *task.Task, 1)
+	go func() {
+		sc := bufio.NewScanner(resp.Body)
+		for sc.Scan() {
+			if data, ok := strings.CutPrefix(sc.Text(), "data: "); ok {
+				tk := new(task.Task)
+				if json.Unmarshal([]byte(data), tk) == nil && match(tk) {
+					found <- tk
+					return
+				}
+			}
+		}
+		close(found)
+	}()
+	tk := testlog.Recv(t, "task "+id+" to match", found)
+	if tk == nil {
+		t.Fatalf("task %s: stream ended before it matched", id)
+	}
+	return tk
+}
+
+// scopedTask finds the running request-scoped task of the seed endpoint.
+func scopedTask(t *testing.T, base string) *task.Task {
+	t.Helper()
+	req, _ := http.NewRequestWithContext(t.Context(), "GET", base+"/events", nil)
+	resp, err := h1Client(t).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	// It may have started before the stream: list first.
+	var list struct{ Tasks []*task.Task }
+	apiDo(t, "GET", base+"/tasks?state=running&kind=longrunning", "", &list)
+	for _, tk := range list.Tasks {
+		if tk.RequestScoped {
+			return tk
+		}
+	}
+	found := make(chan *task.Task, 1)
+	go func() {
+		sc := bufio.NewScanner(resp.Body)
+		for sc.Scan() {
+			if data, ok := strings.CutPrefix(sc.Text(), "data: "); ok {
+				tk := new(task.Task)
+				if json.Unmarshal([]byte(data), tk) == nil && tk.RequestScoped && tk.State == task.Running {
+					found <- tk
+					return
+				}
+			}
+		}
+	}()
+	return testlog.Recv(t, "the seed's task", found)
+}
+
+// TestSeedCancelViaAPI: GET /longrunningtask is listed as a running task
+// of kind longrunning with the same params as a POSTed one; canceling it
+// through the API makes the waiting client get the seed's cancel answer.
+func TestSeedCancelViaAPI(t *testing.T) {
+	t.Parallel()
+	d := startTaskd(t)
+	res := getAsync(t, d.URL+"/longrunningtask?iterations=50&interval=100ms", "seed-api")
+	tk := scopedTask(t, d.URL)
+	if tk.Kind != "longrunning" || string(tk.Params) != `{"iterations":50,"interval":"100ms"}` || tk.Attempt != 1 || tk.Node == "" {
+		t.Fatalf("seed task %+v (params %s)", tk, tk.Params)
+	}
+	var canceled task.Task
+	if code := apiDo(t, "POST", d.URL+"/tasks/"+tk.ID+"/cancel", `{"reason":"operator: not needed"}`, &canceled); code != 202 || canceled.State != task.Canceling {
+		t.Fatalf("cancel: %d %+v", code, canceled)
+	}
+	r := testlog.Recv(t, "the seed's answer", res)
+	if r.err != nil || r.code != 200 || strings.TrimSpace(r.body) != cancelledMessage {
+		t.Fatalf("seed answered %d %q %v", r.code, r.body, r.err)
+	}
+	final := waitTask(t, d.URL, tk.ID, func(t *task.Task) bool { return t.State.Final() })
+	if final.State != task.Canceled || final.Cause != "canceled: operator: not needed" || final.Cancel.RequestID == "" {
+		t.Fatalf("final %+v", final)
+	}
+	c := d.Logs.Wait(t, "the seed's cancel line", func(r testlog.Record) bool {
+		return r.Str("msg") == "Long-running task cancelled." && r.Str("request_id") == "seed-api"
+	})
+	if c.Str("cause") != "canceled: operator: not needed" {
+		t.Fatalf("cancel line %v", c)
+	}
+	stop := d.Logs.Wait(t, "the task's stop line", func(r testlog.Record) bool {
+		return r.Str("msg") == "task stopped" && r.Str("task") == tk.ID
+	})
+	if stop.Str("reason") != "operator: not needed" || stop.Str("via") == "" || stop.Str("state") != "canceled" {
+		t.Fatalf("stop line %v", stop)
+	}
+}
+
+// TestSeedClientDisconnected: a client that leaves cancels the task with
+// "client disconnected".
+func TestSeedClientDisconnected(t *testing.T) {
+	t.Parallel()
+	d := startTaskd(t)
+	conn := testlog.RawGet(t, d.Addr, "/longrunningtask?iterations=50&interval=100ms", "seed-gone")
+	tk := scopedTask(t, d.URL)
+	conn.Close()
+	final := waitTask(t, d.URL, tk.ID, func(t *task.Task) bool { return t.State.Final() })
+	if final.State != task.Canceled || final.Cause != "client disconnected" || final.StopLatencyMS == nil {
+		t.Fatalf("final %+v", final)
+	}
+}
+
+// TestSeedCompletes: the seed's answer and step lines stay, with the task
+// id on each step line, and the task ends succeeded with its progress.
+func TestSeedCompletes(t *testing.T) {
+	t.Parallel()
+	d := startTaskd(t)
+	r := testlog.Recv(t, "the seed's answer", getAsync(t, d.URL+"/longrunningtask?iterations=2&interval=1ms", "seed-ok"))
+	if r.code != 200 || strings.TrimSpace(r.body) != completedMessage {
+		t.Fatalf("seed answered %d %q", r.code, r.body)
+	}
+	step := d.Logs.Wait(t, "step line", func(r testlog.Record) bool {
+		return r.Str("msg") == "Iteration 2 of 2 completed." && r.Str("request_id") == "seed-ok"
+	})
+	var list struct{ Tasks []*task.Task }
+	apiDo(t, "GET", d.URL+"/tasks?kind=longrunning", "", &list)
+	if len(list.Tasks) != 1 {
+		t.Fatalf("tasks %+v", list.Tasks)
+	}
+	tk := list.Tasks[0]
+	if tk.ID != step.Str("task") || tk.State != task.Succeeded || tk.Result != completedMessage || tk.Progress == nil || tk.Progress.Done != 2 {
+		t.Fatalf("task %+v, step line %v", tk, step)
+	}
+}
+
+// TestTaskdServesAPI: the task API, the metrics, the probes and the
+// dashboard on one server.
+func TestTaskdServesAPI(t *testing.T) {
+	t.Parallel()
+	d := startTaskd(t, "-concurrency", "2", "-node", "node-x")
+	var tk task.Task
+	if code := apiDo(t, "POST", d.URL+"/tasks", `{"kind":"longrunning","params":{"iterations":2,"interval":"1ms"}}`, &tk); code != 201 {
+		t.Fatalf("POST /tasks: %d", code)
+	}
+	final := waitTask(t, d.URL, tk.ID, func(t *task.Task) bool { return t.State.Final() })
+	if final.State != task.Succeeded || final.Node != "node-x" {
+		t.Fatalf("final %+v", final)
+	}
+	for path, want := range map[string]string{
+		"/healthz": "ok", "/readyz": "ready", "/metrics": `taskd_tasks{kind="longrunning",state="succeeded"} 1`,
+		"/": `id="start-task"`,
+	} {
+		code, body, _ := do(t, h1Client(t), "GET", d.URL+path, "probe", nil)
+		if code != 200 || !strings.Contains(body, want) {
+			t.Errorf("GET %s: %d, body lacks %q", path, code, want)
+		}
+	}
+}
+
+// TestRestartRunsAgain: SIGTERM hands a running task back to the queue;
+// taskd started again on the same -data runs it as attempt 2.
+func TestRestartRunsAgain(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	cmd, _, base := runBinary(t, "-data", dir, "-shutdown-grace", "0")
+	var tk task.Task
+	apiDo(t, "POST", base+"/tasks", `{"kind":"longrunning","params":{"iterations":1000,"interval":"100ms"}}`, &tk)
+	waitTask(t, base, tk.ID, func(t *task.Task) bool { return t.State == task.Running })
+	cmd.Process.Signal(syscall.SIGTERM)
+	if code := waitExit(t, cmd); code != 0 {
+		t.Fatalf("exit %d after SIGTERM", code)
+	}
+	_, logs, base := runBinary(t, "-data", dir, "-shutdown-grace", "0")
+	again := waitTask(t, base, tk.ID, func(t *task.Task) bool { return t.State == task.Running })
+	if again.Attempt != 2 {
+		t.Fatalf("after the restart: %+v, want attempt 2", again)
+	}
+	logs.Wait(t, "the second attempt's start", func(r testlog.Record) bool {
+		return r.Str("msg") == "task started" && r.Str("task") == tk.ID && r.Num("attempt") == 2
+	})
+}
+
+func TestTaskFlags(t *testing.T) {
+	t.Parallel()
+	for _, args := range [][]string{
+		{"-concurrency", "0"}, {"-lease", "1ms"}, {"-retention", "0s"}, {"-data", ""},
+	} {
+		m := &Main{}
+		if err := m.Run(t.Context(), args); exitCode(err, io.Discard) != 2 {
+			t.Errorf("%v: %v, want a usage error", args, err)
+		}
+	}
+}
