@@ -62,12 +62,14 @@ func (j *job) runSegments(first *firstStream) (bool, error) {
 		j.resumed = j.written
 	} else {
 		// Switch the .part to segments: full size, one missing range.
-		if err := j.f.Truncate(j.total); err != nil {
-			return false, &fileError{err}
-		}
+		// The .meta first: a .part of full size under a .meta without
+		// missing ranges would pass for a complete file after a crash.
 		j.meta.Missing = []span{{j.written, j.total}}
 		if err := j.saveMeta(); err != nil {
 			return false, err
+		}
+		if err := j.f.Truncate(j.total); err != nil {
+			return false, &fileError{err}
 		}
 	}
 	// The digest is computed over the whole file at the end.
