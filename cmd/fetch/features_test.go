@@ -6,11 +6,14 @@ package main
 import (
 	"encoding/json"
 	"encoding/pem"
+	"fmt"
 	"io"
 	"log"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -159,6 +162,9 @@ func TestSplitInterruptResume(t *testing.T) {
 	code := exitCode(t, cmd.Wait())
 	took := time.Since(sent)
 	t.Logf("SIGINT to exit with -split 4: %v", took)
+	if took > 2*time.Second {
+		t.Errorf("took %v from SIGINT to exit", took)
+	}
 	if code != exitInterrupted || !strings.Contains(stderr.String(), "partial files are kept; to resume") {
 		t.Fatalf("exit %d\n%s", code, stderr.String())
 	}
@@ -186,4 +192,52 @@ func maxActive(s *server) int {
 		n = max(n, r.Active)
 	}
 	return n
+}
+
+// TestSplitMemory: -split 8 stays far below 64 MiB of peak RSS: one
+// buffer per connection, whatever the file size. The peak is the child's
+// VmHWM, read while it runs (its rusage would count this test process's
+// memory, which the child shared until its exec).
+func TestSplitMemory(t *testing.T) {
+	t.Parallel()
+	if _, err := os.Stat("/proc/self/status"); err != nil {
+		t.Skip("no /proc")
+	}
+	s := newServer(t, 64<<20)
+	s.h.SetRate(16 << 20) // 0.5 s over 8 connections
+	dir := t.TempDir()
+	cmd := exec.Command(buildFetch(t), "-quiet", "-split", "8", s.srv.URL+"/big.bin")
+	cmd.Dir = dir
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	var peak int64
+	status := fmt.Sprintf("/proc/%d/status", cmd.Process.Pid)
+	tick := time.NewTicker(2 * time.Millisecond)
+	defer tick.Stop()
+	for running := true; running; {
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+			running = false
+		case <-tick.C:
+			b, err := os.ReadFile(status)
+			if _, v, ok := strings.Cut(string(b), "VmHWM:"); err == nil && ok {
+				kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.Fields(v)[0], "kB")), 10, 64)
+				peak = max(peak, kb<<10)
+			}
+		}
+	}
+	checkFile(t, filepath.Join(dir, "big.bin"), s.data)
+	t.Logf("peak RSS with -split 8: %.1f MiB", float64(peak)/(1<<20))
+	if peak == 0 || peak > 64<<20 {
+		t.Errorf("peak RSS %.1f MiB with -split 8", float64(peak)/(1<<20))
+	}
+	if n := maxActive(s); n < 4 {
+		t.Errorf("%d requests at once", n)
+	}
 }

@@ -71,7 +71,9 @@ func (m *meter) eta(t time.Time, written, total int64) string {
 	if total <= 0 || r <= 0 || written > total {
 		return ""
 	}
-	return shortDuration(time.Duration(float64(total-written) / r * float64(time.Second)))
+	// Rounded up: "0s" only when nothing is left.
+	left := time.Duration(float64(total-written) / r * float64(time.Second))
+	return shortDuration((left + time.Second - 1) / time.Second * time.Second)
 }
 
 // shortDuration formats d for a narrow column: 59s, 12m03s, 3h07m.
