@@ -21,10 +21,19 @@ import (
 // River is github.com/riverqueue/river with its pgx v5 driver (Postgres,
 // LISTEN/NOTIFY). The broker is TASKBENCH_POSTGRES, a Postgres server that
 // accepts user postgres without a password on database postgres.
-type River struct{}
+type River struct {
+	// FetchCooldown, if not zero, replaces River's default (100 ms), which
+	// caps a queue at MaxWorkers jobs per cooldown.
+	FetchCooldown time.Duration
+}
 
-// Name is "river".
-func (River) Name() string { return "river" }
+// Name is "river", or "river-fetchcooldown=D" with a FetchCooldown.
+func (r River) Name() string {
+	if r.FetchCooldown != 0 {
+		return "river-fetchcooldown=" + r.FetchCooldown.String()
+	}
+	return "river"
+}
 
 // riverPoolSize matches asynq's default Redis pool on two cores (10 per
 // GOMAXPROCS), so that neither peer waits for connections the other has.
@@ -106,13 +115,14 @@ type riverNode struct {
 }
 
 // Open starts a River client on its own pgx pool; with workers it runs the
-// queue opts.Queue with MaxWorkers opts.Workers and default fetch settings.
-func (River) Open(ctx context.Context, opts Options) (Node, error) {
+// queue opts.Queue with MaxWorkers opts.Workers and River's default
+// settings but for r.FetchCooldown.
+func (r River) Open(ctx context.Context, opts Options) (Node, error) {
 	pool, err := riverPool(ctx, opts.Broker)
 	if err != nil {
 		return nil, err
 	}
-	cfg := &river.Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	cfg := &river.Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), FetchCooldown: r.FetchCooldown}
 	if opts.Workers > 0 {
 		workers := river.NewWorkers()
 		river.AddWorker(workers, &riverWorker{ev: opts.Events})

@@ -21,6 +21,7 @@ import (
 
 type results struct {
 	tput             []float64
+	tputFast         []float64 // River with FetchCooldown -river-cooldown
 	p50, p99         []float64 // ms, same process
 	rp50, rp99       []float64 // ms, across processes
 	running          []float64
@@ -31,6 +32,7 @@ type results struct {
 type config struct {
 	rounds, tasks, submitters, workers, cancels, batch, running, queued, trials int
 	down, window                                                                time.Duration
+	riverCooldown                                                               time.Duration
 }
 
 func main() {
@@ -47,6 +49,7 @@ func main() {
 	flag.IntVar(&c.trials, "trials", 1, "cut-off trials per system")
 	flag.DurationVar(&c.down, "down", 2*time.Second, "how long the worker stays cut off from its broker after the cancel")
 	flag.DurationVar(&c.window, "window", 75*time.Second, "how long to wait, after reconnecting, for a cut-off worker to obey the cancel")
+	flag.DurationVar(&c.riverCooldown, "river-cooldown", time.Millisecond, "also measure River's throughput with this FetchCooldown (its minimum is 1ms; 0: do not)")
 	systems := flag.String("systems", "river,asynq,taskd", "systems to measure, comma-separated")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
@@ -117,6 +120,13 @@ func measure(ctx context.Context, c config, s *sut) error {
 		return fmt.Errorf("throughput: %w", err)
 	}
 	res.tput = append(res.tput, tput)
+	if p.Name() == "river" && c.riverCooldown > 0 {
+		fast, err := tasks.Throughput(ctx, tasks.River{FetchCooldown: c.riverCooldown}, b, c.tasks, c.submitters, c.workers)
+		if err != nil {
+			return fmt.Errorf("throughput with FetchCooldown %s: %w", c.riverCooldown, err)
+		}
+		res.tputFast = append(res.tputFast, fast)
+	}
 	lat, err := tasks.CancelLatency(ctx, p, b, c.cancels, c.batch)
 	if err != nil {
 		return fmt.Errorf("cancel latency: %w", err)
@@ -158,12 +168,13 @@ func median(v []float64) float64 {
 }
 
 type row struct {
-	label   string
-	get     func(*results) []float64
-	format  func(float64) string
-	target  string
-	ok      func(ours, river float64) bool // nil: no target
-	noRatio bool                           // the reference is too close to zero for a ratio to mean anything
+	label    string
+	get      func(*results) []float64
+	format   func(float64) string
+	target   string
+	ok       func(ours, river float64) bool // nil: no target
+	noRatio  bool                           // the reference is too close to zero for a ratio to mean anything
+	riverGet func(*results) []float64       // if set, River's column comes from here
 }
 
 func printTable(c config, suts []*sut) {
@@ -187,22 +198,29 @@ func printTable(c config, suts []*sut) {
 	}
 	rows := []row{
 		{fmt.Sprintf("(a) no-op tasks/s, one node (%d submitters, %d workers)", c.submitters, c.workers),
-			func(r *results) []float64 { return r.tput }, f0, "≥ 1× River", func(o, r float64) bool { return o >= r }, false},
-		{fmt.Sprintf("(b) cancel → context canceled, same process, p50 ms (%d cancels/round)", c.cancels),
-			func(r *results) []float64 { return r.p50 }, f2, "", nil, false},
-		{"(b) cancel → context canceled, same process, p99 ms",
-			func(r *results) []float64 { return r.p99 }, f2, "≤ 0.2× River and ≤ 5 ms", func(o, r float64) bool { return o <= 0.2*r && o <= 5 }, false},
-		{fmt.Sprintf("(c) memory per queued task, broker (%d queued)", c.queued),
-			func(r *results) []float64 { return r.queuedB }, kib, "", nil, false},
-		{"(c) memory per queued task, heap of the submitting process (taskd: with its embedded NATS)",
-			func(r *results) []float64 { return r.queuedH }, kib, "", nil, true},
-		{fmt.Sprintf("(c) memory per running task, heap+stacks of the worker process (taskd: with its embedded NATS; %d running)", c.running),
-			func(r *results) []float64 { return r.running }, kib, "≤ 16 KiB", func(o, _ float64) bool { return o <= 16*1024 }, false},
-		{"(d) cancel → context canceled, across processes, p50 ms",
-			func(r *results) []float64 { return r.rp50 }, f2, "", nil, false},
-		{"(d) cancel → context canceled, across processes, p99 ms",
-			func(r *results) []float64 { return r.rp99 }, f2, "≤ 10 ms", func(o, _ float64) bool { return o <= 10 }, false},
+			func(r *results) []float64 { return r.tput }, f0, "≥ 1× River", func(o, r float64) bool { return o >= r }, false, nil},
 	}
+	if c.riverCooldown > 0 {
+		rows = append(rows, row{label: fmt.Sprintf("(a) the same, River with FetchCooldown %s (default 100ms: at most MaxWorkers jobs per 100ms)", c.riverCooldown),
+			get: func(r *results) []float64 { return r.tput }, riverGet: func(r *results) []float64 { return r.tputFast },
+			format: f0, target: "≥ 1× River", ok: func(o, r float64) bool { return o >= r }})
+	}
+	rows = append(rows, []row{
+		{fmt.Sprintf("(b) cancel → context canceled, same process, p50 ms (%d cancels/round)", c.cancels),
+			func(r *results) []float64 { return r.p50 }, f2, "", nil, false, nil},
+		{"(b) cancel → context canceled, same process, p99 ms",
+			func(r *results) []float64 { return r.p99 }, f2, "≤ 0.2× River and ≤ 5 ms", func(o, r float64) bool { return o <= 0.2*r && o <= 5 }, false, nil},
+		{fmt.Sprintf("(c) memory per queued task, broker (%d queued)", c.queued),
+			func(r *results) []float64 { return r.queuedB }, kib, "", nil, false, nil},
+		{"(c) memory per queued task, heap of the submitting process (taskd: with its embedded NATS)",
+			func(r *results) []float64 { return r.queuedH }, kib, "", nil, true, nil},
+		{fmt.Sprintf("(c) memory per running task, heap+stacks of the worker process (taskd: with its embedded NATS; %d running)", c.running),
+			func(r *results) []float64 { return r.running }, kib, "≤ 16 KiB", func(o, _ float64) bool { return o <= 16*1024 }, false, nil},
+		{"(d) cancel → context canceled, across processes, p50 ms",
+			func(r *results) []float64 { return r.rp50 }, f2, "", nil, false, nil},
+		{"(d) cancel → context canceled, across processes, p99 ms",
+			func(r *results) []float64 { return r.rp99 }, f2, "≤ 10 ms", func(o, _ float64) bool { return o <= 10 }, false, nil},
+	}...)
 	fmt.Print("| measure |")
 	for _, s := range suts {
 		fmt.Printf(" %s |", s.peer.Name())
@@ -228,15 +246,15 @@ func printTable(c config, suts []*sut) {
 	for _, r := range rows {
 		fmt.Printf("| %s |", r.label)
 		for _, s := range suts {
-			fmt.Printf(" %s |", r.format(median(r.get(&s.res))))
+			fmt.Printf(" %s |", r.format(median(r.values(s))))
 		}
 		if river != nil {
-			rv := median(r.get(&river.res))
+			rv := median(r.values(river))
 			for _, s := range suts {
 				if s != river && r.noRatio {
 					fmt.Print(" – |")
 				} else if s != river {
-					fmt.Printf(" %s |", ratio(median(r.get(&s.res)), rv))
+					fmt.Printf(" %s |", ratio(median(r.values(s)), rv))
 				}
 			}
 		}
@@ -261,6 +279,9 @@ func printTable(c config, suts []*sut) {
 	for _, s := range suts {
 		fmt.Printf("- %s: tasks/s %s; same-process p99 ms %s; cross-process p99 ms %s\n", s.peer.Name(),
 			list(s.res.tput, f0), list(s.res.p99, f2), list(s.res.rp99, f2))
+		if len(s.res.tputFast) > 0 {
+			fmt.Printf("- %s with FetchCooldown %s: tasks/s %s\n", s.peer.Name(), c.riverCooldown, list(s.res.tputFast, f0))
+		}
 	}
 	fmt.Println()
 	for _, s := range suts {
@@ -277,6 +298,13 @@ func ratio(v, ref float64) string {
 		return "–"
 	}
 	return fmt.Sprintf("%.2f×", v/ref)
+}
+
+func (r row) values(s *sut) []float64 {
+	if r.riverGet != nil && s.peer.Name() == "river" {
+		return r.riverGet(&s.res)
+	}
+	return r.get(&s.res)
 }
 
 func verdict(r row, suts []*sut, river *sut) string {
@@ -297,9 +325,9 @@ func verdict(r row, suts []*sut, river *sut) string {
 	}
 	rv := 0.0
 	if river != nil {
-		rv = median(r.get(&river.res))
+		rv = median(r.values(river))
 	}
-	if r.ok(median(r.get(&ours.res)), rv) {
+	if r.ok(median(r.values(ours)), rv) {
 		return r.target + ": met"
 	}
 	return r.target + ": **missed**"
