@@ -84,7 +84,7 @@ func startNode(t testing.TB, addr, bucket, name string, o nodeOpts) *node {
 	cleanups = append(cleanups, n.nc.Close)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	n.store, err = natsstore.New(ctx, n.nc, natsstore.Options{Bucket: bucket, AckWait: 2 * time.Second})
+	n.store, err = natsstore.New(ctx, n.nc, natsstore.Options{Bucket: bucket, AckWait: 2 * time.Second, RequestTimeout: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -410,7 +410,7 @@ func TestNATSRestart(t *testing.T) {
 	ctx := within(t)
 	var ids []string
 	for range 6 {
-		tk, _, err := a.runner.Submit(ctx, task.Spec{Kind: "longrunning", Params: steps(40, 25*time.Millisecond)})
+		tk, _, err := a.runner.Submit(ctx, task.Spec{Kind: "longrunning", Params: steps(150, 20*time.Millisecond)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -436,9 +436,10 @@ func TestNATSRestart(t *testing.T) {
 			if err == nil {
 				break
 			}
-			if ctx.Err() != nil {
+			if ctx.Err() != nil || errors.Is(err, task.ErrFinished) {
 				t.Fatalf("Cancel after the restart: %v", err)
 			}
+			t.Logf("Cancel through %s after the restart: %v", via.name, err)
 			cancellation.Sleep(ctx, 20*time.Millisecond)
 		}
 		canceled = append(canceled, id)

@@ -53,6 +53,11 @@ type Options struct {
 	// IdempotencyTTL is how long an idempotency key is remembered.
 	// Default 24h.
 	IdempotencyTTL time.Duration
+	// RequestTimeout bounds each request to the server: a request in
+	// flight when the connection drops (a NATS restart, a network cut) is
+	// never answered, and fails after this long instead of waiting for the
+	// caller's deadline. Default 5s.
+	RequestTimeout time.Duration
 }
 
 // Store is a task.Store on NATS JetStream. Make one with [New]; Close it
@@ -65,6 +70,7 @@ type Store struct {
 	cons  jetstream.Consumer
 	subj  string
 	life  *cancellation.Source
+	reqTO time.Duration
 	wg    sync.WaitGroup
 	cache cache
 }
@@ -87,6 +93,9 @@ func New(ctx context.Context, nc *nats.Conn, opts Options) (*Store, error) {
 	}
 	if opts.IdempotencyTTL <= 0 {
 		opts.IdempotencyTTL = 24 * time.Hour
+	}
+	if opts.RequestTimeout <= 0 {
+		opts.RequestTimeout = 5 * time.Second
 	}
 	storage := jetstream.FileStorage
 	if opts.Memory {
@@ -126,7 +135,7 @@ func New(ctx context.Context, nc *nats.Conn, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("natsstore: consumer: %w", err)
 	}
-	s := &Store{nc: nc, js: js, kv: kv, idem: idem, cons: cons, subj: subj, life: cancellation.New()}
+	s := &Store{nc: nc, js: js, kv: kv, idem: idem, cons: cons, subj: subj, life: cancellation.New(), reqTO: opts.RequestTimeout}
 	s.cache.init()
 	if err := s.startMirror(ctx); err != nil {
 		s.life.Cancel()
@@ -179,6 +188,11 @@ func (s *Store) startMirror(ctx context.Context) error {
 	return nil
 }
 
+// bound returns ctx bounded by the request timeout.
+func (s *Store) bound(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, s.reqTO)
+}
+
 func entryEvent(e jetstream.KeyValueEntry) task.Event {
 	ev := task.Event{Rev: e.Revision(), ID: e.Key()}
 	if e.Operation() != jetstream.KeyValuePut {
@@ -216,7 +230,10 @@ func (s *Store) Create(ctx context.Context, t *task.Task) (*task.Task, uint64, e
 	if t.IdempotencyKey != "" {
 		sum := sha256.Sum256([]byte(t.IdempotencyKey))
 		key := hex.EncodeToString(sum[:])
-		if _, err := s.idem.Create(ctx, key, []byte(t.ID)); err != nil {
+		rctx, cancel := s.bound(ctx)
+		_, err := s.idem.Create(rctx, key, []byte(t.ID))
+		cancel()
+		if err != nil {
 			if !errors.Is(err, jetstream.ErrKeyExists) {
 				return nil, 0, err
 			}
@@ -227,7 +244,9 @@ func (s *Store) Create(ctx context.Context, t *task.Task) (*task.Task, uint64, e
 	if err != nil {
 		return nil, 0, err
 	}
-	rev, err := s.kv.Create(ctx, t.ID, b)
+	rctx, cancel := s.bound(ctx)
+	defer cancel()
+	rev, err := s.kv.Create(rctx, t.ID, b)
 	if err != nil {
 		return nil, 0, mapErr(err)
 	}
@@ -239,7 +258,9 @@ func (s *Store) Create(ctx context.Context, t *task.Task) (*task.Task, uint64, e
 // existing returns the task an idempotency key names, waiting briefly
 // for a concurrent Create that reserved the key to store its task.
 func (s *Store) existing(ctx context.Context, key string) (*task.Task, uint64, error) {
-	e, err := s.idem.Get(ctx, key)
+	rctx, cancel := s.bound(ctx)
+	e, err := s.idem.Get(rctx, key)
+	cancel()
 	if err != nil {
 		return nil, 0, err
 	}
@@ -263,7 +284,9 @@ func (s *Store) Get(ctx context.Context, id string) (*task.Task, uint64, error) 
 	if !task.ValidID(id) {
 		return nil, 0, task.ErrNotFound
 	}
-	e, err := s.kv.Get(ctx, id)
+	rctx, cancel := s.bound(ctx)
+	defer cancel()
+	e, err := s.kv.Get(rctx, id)
 	if err != nil {
 		return nil, 0, mapErr(err)
 	}
@@ -283,7 +306,9 @@ func (s *Store) Update(ctx context.Context, t *task.Task, rev uint64) (uint64, e
 	if err != nil {
 		return 0, err
 	}
-	newRev, err := s.kv.Update(ctx, t.ID, b, rev)
+	rctx, cancel := s.bound(ctx)
+	defer cancel()
+	newRev, err := s.kv.Update(rctx, t.ID, b, rev)
 	if err != nil {
 		return 0, mapErr(err)
 	}
@@ -296,7 +321,9 @@ func (s *Store) Delete(ctx context.Context, id string, rev uint64) error {
 	if !task.ValidID(id) {
 		return task.ErrNotFound
 	}
-	if err := s.kv.Purge(ctx, id, jetstream.LastRevision(rev)); err != nil {
+	rctx, cancel := s.bound(ctx)
+	defer cancel()
+	if err := s.kv.Purge(rctx, id, jetstream.LastRevision(rev)); err != nil {
 		return mapErr(err)
 	}
 	s.cache.apply(task.Event{Rev: rev + 1, ID: id, Deleted: true})
@@ -375,7 +402,9 @@ func (s *Store) Watch(ctx context.Context, opts task.WatchOptions) (<-chan task.
 
 // Enqueue puts id on the work queue.
 func (s *Store) Enqueue(ctx context.Context, id string) error {
-	_, err := s.js.Publish(ctx, s.subj, []byte(id))
+	rctx, cancel := s.bound(ctx)
+	defer cancel()
+	_, err := s.js.Publish(rctx, s.subj, []byte(id))
 	return err
 }
 
@@ -391,7 +420,7 @@ func (s *Store) Dequeue(ctx context.Context) (task.Claim, error) {
 		msg, err := s.cons.Next(jetstream.FetchContext(fctx))
 		cancel()
 		if err == nil {
-			return &claim{msg: msg}, nil
+			return &claim{msg: msg, timeout: s.reqTO}, nil
 		}
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
@@ -405,14 +434,19 @@ func (s *Store) Dequeue(ctx context.Context) (task.Claim, error) {
 }
 
 type claim struct {
-	msg  jetstream.Msg
-	once sync.Once
+	msg     jetstream.Msg
+	timeout time.Duration
+	once    sync.Once
 }
 
 func (c *claim) ID() string { return string(c.msg.Data()) }
 
 func (c *claim) Ack(ctx context.Context) (err error) {
-	c.once.Do(func() { err = c.msg.DoubleAck(ctx) })
+	c.once.Do(func() {
+		rctx, cancel := context.WithTimeout(ctx, c.timeout)
+		defer cancel()
+		err = c.msg.DoubleAck(rctx)
+	})
 	return err
 }
 
@@ -423,7 +457,9 @@ func (c *claim) Release(ctx context.Context) (err error) {
 
 // Ping checks that the bucket answers.
 func (s *Store) Ping(ctx context.Context) error {
-	_, err := s.kv.Status(ctx)
+	rctx, cancel := s.bound(ctx)
+	defer cancel()
+	_, err := s.kv.Status(rctx)
 	return err
 }
 
