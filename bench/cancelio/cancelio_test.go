@@ -50,69 +50,86 @@ func (g goReader) Read(p []byte) (int, error) {
 
 type impl struct {
 	name string
-	wrap func(ctx context.Context, r *os.File) io.Reader
+	wrap func(tok cancellation.Token, stdctx context.Context, r *os.File) io.Reader
 }
 
-var impls = []impl{
-	{"bare", func(_ context.Context, r *os.File) io.Reader { return r }},
-	{"cancelio", func(ctx context.Context, r *os.File) io.Reader { return cancelio.Reader(ctx, r) }},
-	{"cancelio-context", nil}, // cancelio.Reader over a stdlib context
-	{"goroutine", func(ctx context.Context, r *os.File) io.Reader { return goReader{ctx, r} }},
-}
+var (
+	bare     = impl{"bare", func(_ cancellation.Token, _ context.Context, r *os.File) io.Reader { return r }}
+	ours     = impl{"cancelio", func(tok cancellation.Token, _ context.Context, r *os.File) io.Reader { return cancelio.Reader(tok, r) }}
+	oursStd  = impl{"cancelio-context", func(_ cancellation.Token, ctx context.Context, r *os.File) io.Reader { return cancelio.Reader(ctx, r) }}
+	perRead  = impl{"goroutine", func(tok cancellation.Token, _ context.Context, r *os.File) io.Reader { return goReader{tok, r} }}
+	allocing = []impl{bare, perRead}
+	zeroGC   = []impl{bare, ours, oursStd}
+)
 
 // BenchmarkPipeRead reports ns per Read of size bytes from an os.Pipe
-// that never blocks: the benchmark fills the pipe with one 32 KiB write,
-// reads it back size bytes at a time, and repeats (the write's cost is
-// shared by the reads). It compares the bare Read with the wrappers bound to
-// a context that is never canceled (a Token; impl=cancelio-context uses
-// context.WithCancel).
-func BenchmarkPipeRead(b *testing.B) {
+// that never blocks, for the bare Read and each wrapper bound to a context
+// that is never canceled (impl=cancelio: a Token; impl=cancelio-context:
+// context.WithCancel). Each iteration writes 32 KiB into the pipe (not
+// timed) and reads it back through one implementation, taking turns, so
+// that all of them run under the same machine load: each reports its mean
+// as the metric <impl>-ns/read.
+//
+// The goroutine-per-read peer allocates, and the garbage collections it
+// causes would land on whichever implementation runs next: it takes turns
+// with the bare Read only, in BenchmarkPipeReadPeer.
+func BenchmarkPipeRead(b *testing.B) { benchPipeRead(b, zeroGC) }
+
+// BenchmarkPipeReadPeer is BenchmarkPipeRead for the goroutine-per-read
+// wrapper, beside the bare Read.
+func BenchmarkPipeReadPeer(b *testing.B) { benchPipeRead(b, allocing) }
+
+func benchPipeRead(b *testing.B, impls []impl) {
 	const chunk = 32 << 10
 	for _, size := range []int{512, chunk} {
-		for _, im := range impls {
-			b.Run(fmt.Sprintf("size=%d/impl=%s", size, im.name), func(b *testing.B) {
-				r, w, err := os.Pipe()
-				if err != nil {
+		b.Run(fmt.Sprintf("size=%d", size), func(b *testing.B) {
+			r, w, err := os.Pipe()
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer func() { r.Close(); w.Close() }()
+			src := cancellation.New()
+			defer src.Cancel()
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			readers := make([]io.Reader, len(impls))
+			for i, im := range impls {
+				readers[i] = im.wrap(src.Token(), ctx, r)
+			}
+			fill := make([]byte, chunk)
+			buf := make([]byte, size)
+			total := make([]time.Duration, len(impls))
+			turns := make([]int, len(impls))
+			b.SetBytes(chunk)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := range b.N {
+				k := i % len(impls)
+				if _, err := w.Write(fill); err != nil {
 					b.Fatal(err)
 				}
-				defer func() { r.Close(); w.Close() }()
-				src := cancellation.New()
-				defer src.Cancel()
-				var rd io.Reader
-				if im.wrap == nil {
-					ctx, cancel := context.WithCancel(context.Background())
-					defer cancel()
-					rd = cancelio.Reader(ctx, r)
-				} else {
-					rd = im.wrap(src.Token(), r)
-				}
-				fill := make([]byte, chunk)
-				buf := make([]byte, size)
-				b.SetBytes(int64(size))
-				b.ReportAllocs()
-				b.ResetTimer()
-				for i := range b.N {
-					if i%(chunk/size) == 0 {
-						if _, err := w.Write(fill); err != nil {
-							b.Fatal(err)
-						}
-					}
-					if _, err := io.ReadFull(rd, buf); err != nil {
+				start := time.Now()
+				for range chunk / size {
+					if _, err := io.ReadFull(readers[k], buf); err != nil {
 						b.Fatal(err)
 					}
 				}
-			})
-		}
+				total[k] += time.Since(start)
+				turns[k]++
+			}
+			for k, im := range impls {
+				if turns[k] > 0 {
+					b.ReportMetric(float64(total[k].Nanoseconds())/float64(turns[k]*(chunk/size)), im.name+"-ns/read")
+				}
+			}
+		})
 	}
 }
 
 // BenchmarkCancelToReturn reports the time from Cancel to the return of a
 // Read blocked on an empty pipe (p50 and p99 over b.N cancellations).
 func BenchmarkCancelToReturn(b *testing.B) {
-	for _, im := range impls {
-		if im.name == "bare" || im.wrap == nil {
-			continue
-		}
+	for _, im := range []impl{ours, perRead} {
 		b.Run("impl="+im.name, func(b *testing.B) {
 			r, w, err := os.Pipe()
 			if err != nil {
@@ -123,7 +140,7 @@ func BenchmarkCancelToReturn(b *testing.B) {
 			done := make(chan time.Time)
 			for range b.N {
 				src := cancellation.New()
-				rd := im.wrap(src.Token(), r)
+				rd := im.wrap(src.Token(), nil, r)
 				go func() {
 					rd.Read(make([]byte, 1))
 					done <- time.Now()

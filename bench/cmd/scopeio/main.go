@@ -17,23 +17,26 @@ import (
 
 type row struct {
 	label       string
-	ours, peer  string  // benchmark names (without "Benchmark" and -GOMAXPROCS)
-	unit        string  // the metric compared
+	ours, peer  metric
 	target      float64 // ratio ours/peer at most this; 0: no target
-	absoluteMax float64 // ours at most this (in unit); 0: none
+	absoluteMax float64 // ours at most this (in its unit); 0: none
 }
 
+// A metric is one number of one benchmark (name without "Benchmark" and
+// -GOMAXPROCS).
+type metric struct{ bench, unit string }
+
 var rows = []row{
-	{"Scope.Go per goroutine vs errgroup", "Go/unlimited/impl=scope", "Go/unlimited/impl=errgroup", "ns/op", 1.1, 0},
-	{"Scope.Go per goroutine vs errgroup, limit 8", "Go/limit=8/impl=scope", "Go/limit=8/impl=errgroup", "ns/op", 1.1, 0},
-	{"Scope.Go per goroutine vs conc pool", "Go/unlimited/impl=scope", "Go/unlimited/impl=conc", "ns/op", 0, 0},
-	{"cancelio.Reader Read 512 B vs bare pipe Read", "PipeRead/size=512/impl=cancelio", "PipeRead/size=512/impl=bare", "ns/op", 1.05, 0},
-	{"cancelio.Reader Read 32 KiB vs bare pipe Read", "PipeRead/size=32768/impl=cancelio", "PipeRead/size=32768/impl=bare", "ns/op", 1.05, 0},
-	{"cancelio.Reader (stdlib ctx) Read 512 B vs bare", "PipeRead/size=512/impl=cancelio-context", "PipeRead/size=512/impl=bare", "ns/op", 1.05, 0},
-	{"goroutine-per-read wrapper 512 B vs bare", "PipeRead/size=512/impl=goroutine", "PipeRead/size=512/impl=bare", "ns/op", 0, 0},
-	{"goroutine-per-read wrapper 32 KiB vs bare", "PipeRead/size=32768/impl=goroutine", "PipeRead/size=32768/impl=bare", "ns/op", 0, 0},
-	{"cancel to return of a blocked pipe Read, p99", "CancelToReturn/impl=cancelio", "CancelToReturn/impl=goroutine", "p99-ns", 0, 1e6},
-	{"cancel to return of a blocked pipe Read, p50", "CancelToReturn/impl=cancelio", "CancelToReturn/impl=goroutine", "p50-ns", 0, 0},
+	{"Scope.Go per goroutine vs errgroup", metric{"Go/unlimited/impl=scope", "ns/op"}, metric{"Go/unlimited/impl=errgroup", "ns/op"}, 1.1, 0},
+	{"Scope.Go per goroutine vs errgroup, limit 8", metric{"Go/limit=8/impl=scope", "ns/op"}, metric{"Go/limit=8/impl=errgroup", "ns/op"}, 1.1, 0},
+	{"Scope.Go per goroutine vs conc pool", metric{"Go/unlimited/impl=scope", "ns/op"}, metric{"Go/unlimited/impl=conc", "ns/op"}, 0, 0},
+	{"cancelio.Reader Read 512 B vs bare pipe Read", metric{"PipeRead/size=512", "cancelio-ns/read"}, metric{"PipeRead/size=512", "bare-ns/read"}, 1.05, 0},
+	{"cancelio.Reader Read 32 KiB vs bare pipe Read", metric{"PipeRead/size=32768", "cancelio-ns/read"}, metric{"PipeRead/size=32768", "bare-ns/read"}, 1.05, 0},
+	{"cancelio.Reader (stdlib ctx) Read 512 B vs bare", metric{"PipeRead/size=512", "cancelio-context-ns/read"}, metric{"PipeRead/size=512", "bare-ns/read"}, 1.05, 0},
+	{"goroutine-per-read wrapper 512 B vs bare", metric{"PipeReadPeer/size=512", "goroutine-ns/read"}, metric{"PipeReadPeer/size=512", "bare-ns/read"}, 0, 0},
+	{"goroutine-per-read wrapper 32 KiB vs bare", metric{"PipeReadPeer/size=32768", "goroutine-ns/read"}, metric{"PipeReadPeer/size=32768", "bare-ns/read"}, 0, 0},
+	{"cancel to return of a blocked pipe Read, p99 (peer: goroutine-per-read)", metric{"CancelToReturn/impl=cancelio", "p99-ns"}, metric{"CancelToReturn/impl=goroutine", "p99-ns"}, 0, 1e6},
+	{"cancel to return of a blocked pipe Read, p50 (peer: goroutine-per-read)", metric{"CancelToReturn/impl=cancelio", "p50-ns"}, metric{"CancelToReturn/impl=goroutine", "p50-ns"}, 0, 0},
 }
 
 var line = regexp.MustCompile(`^Benchmark(\S+?)(?:-\d+)?\s+\d+\s+(.*)$`)
@@ -62,7 +65,7 @@ func main() {
 	fmt.Println("| measurement | ours | peer | ratio | target | allocs (ours/peer) | |")
 	fmt.Println("|---|---:|---:|---:|---:|---:|---|")
 	for _, r := range rows {
-		ours, peer := samples[r.ours][r.unit], samples[r.peer][r.unit]
+		ours, peer := samples[r.ours.bench][r.ours.unit], samples[r.peer.bench][r.peer.unit]
 		if len(ours) == 0 || len(peer) == 0 {
 			fmt.Printf("| %s | – | – | – | – | – | no data |\n", r.label)
 			missed++
@@ -86,7 +89,7 @@ func main() {
 				verdict = "MISSED"
 			}
 		case r.absoluteMax > 0:
-			target = "≤ " + format(r.absoluteMax, r.unit)
+			target = "≤ " + format(r.absoluteMax)
 			verdict = "ok"
 			if a > r.absoluteMax {
 				verdict = "MISSED"
@@ -96,10 +99,10 @@ func main() {
 			missed++
 		}
 		allocs := "–"
-		if x, y := samples[r.ours]["allocs/op"], samples[r.peer]["allocs/op"]; len(x) > 0 && len(y) > 0 {
+		if x, y := samples[r.ours.bench]["allocs/op"], samples[r.peer.bench]["allocs/op"]; len(x) > 0 && len(y) > 0 && r.ours.bench != r.peer.bench {
 			allocs = fmt.Sprintf("%g / %g", median(x), median(y))
 		}
-		fmt.Printf("| %s | %s | %s | %.2f× | %s | %s | %s |\n", r.label, format(a, r.unit), format(b, r.unit), ratio, target, allocs, verdict)
+		fmt.Printf("| %s | %s | %s | %.2f× | %s | %s | %s |\n", r.label, format(a), format(b), ratio, target, allocs, verdict)
 	}
 	fmt.Printf("\nmedians of %d rounds; ratio = median of the per-round ratios ours / peer; %d target(s) missed\n", rounds, missed)
 	if *strict && missed > 0 {
@@ -116,7 +119,7 @@ func median(v []float64) float64 {
 	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
-func format(v float64, unit string) string {
+func format(v float64) string {
 	switch {
 	case v >= 1e6:
 		return fmt.Sprintf("%.2f ms", v/1e6)
