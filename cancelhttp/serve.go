@@ -8,6 +8,8 @@ import (
 	"net"
 	"net/http"
 	"time"
+
+	"github.com/go-cancellation/cancellation"
 )
 
 // Default durations of [Serve]'s shutdown.
@@ -139,9 +141,11 @@ func Serve(ctx context.Context, srv *http.Server, ln net.Listener, opts ...Serve
 	start := time.Now()
 
 	// Phase 1: the grace period, with live request contexts.
-	graceCtx, cancelGrace := context.WithTimeout(context.Background(), cfg.grace)
-	err := srv.Shutdown(graceCtx)
-	cancelGrace()
+	// Shield: bounded cleanup after ctx ended (it already has, so the
+	// budget starts now); its cause names the budget and ctx's cause.
+	graceTok, releaseGrace := cancellation.Shield(ctx, cfg.grace)
+	err := srv.Shutdown(graceTok)
+	releaseGrace()
 	if err != nil && errors.Is(err, context.DeadlineExceeded) {
 		// Phase 2: cancel the requests and wait for their handlers. A new
 		// Shutdown call polls from 1ms again (the first one had backed off
@@ -149,9 +153,9 @@ func Serve(ctx context.Context, srv *http.Server, ln net.Listener, opts ...Serve
 		log.LogAttrs(context.Background(), slog.LevelInfo, "grace period over, canceling in-flight requests",
 			slog.String("stop_timeout", cfg.stop.String()))
 		cancelBase(ErrServerShutdown)
-		stopCtx, cancelStop := context.WithTimeout(context.Background(), cfg.stop)
-		err = srv.Shutdown(stopCtx)
-		cancelStop()
+		stopTok, releaseStop := cancellation.Shield(base, cfg.stop)
+		err = srv.Shutdown(stopTok)
+		releaseStop()
 		if err != nil && errors.Is(err, context.DeadlineExceeded) {
 			srv.Close()
 			<-served

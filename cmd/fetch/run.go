@@ -13,10 +13,10 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/go-cancellation/cancellation"
 	"github.com/go-cancellation/cancellation/download"
 )
 
@@ -169,26 +169,21 @@ func (m *Main) Run(ctx context.Context, args []string) int {
 	ui := newDisplay(m, cfg)
 	start := time.Now()
 	names := &download.Names{}
-	jobs := make(chan *file)
-	var wg sync.WaitGroup
-	for range min(cfg.parallel, len(files)) {
-		wg.Go(func() {
-			for f := range jobs {
-				m.fetch(ctx, client, cfg, names, f, ui)
-			}
-		})
-	}
+	// The downloads run in a Scope: at most -parallel at once, all over
+	// when Wait returns, a panic re-raised here rather than on a worker.
+	// Failures are per file (f.err), never a reason to stop the others.
+	s := cancellation.NewScope(ctx)
+	s.SetLimit(cfg.parallel)
 	for _, f := range files {
 		if ctx.Err() != nil {
 			break
 		}
-		select {
-		case jobs <- f:
-		case <-ctx.Done():
-		}
+		s.Go(func(tok cancellation.Token) error {
+			m.fetch(tok, client, cfg, names, f, ui)
+			return nil
+		})
 	}
-	close(jobs)
-	wg.Wait()
+	_ = s.Wait()
 	ui.close()
 	return m.summarize(ctx, cfg, files, time.Since(start))
 }
