@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -42,11 +41,11 @@ func send(t *testing.T, c net.Conn, s string) {
 // docs/taskd.md; without the fix, the cancellation never comes).
 const noticeBound = 2 * time.Second
 
-// TestTaskClientWithBodyLeaves: a client that leaves is noticed when its
+// TestBinaryClientWithBodyLeaves: a client that leaves is noticed when its
 // request carried a body the handler does not read, or pipelined bytes
 // that arrived with it. net/http watches the connection only once the body
 // has been read to its end; cancelhttp.IgnoreBody reads it.
-func TestTaskClientWithBodyLeaves(t *testing.T) {
+func TestBinaryClientWithBodyLeaves(t *testing.T) {
 	t.Parallel()
 	const get = "GET /longrunningtask?iterations=1&interval=1h HTTP/1.1\r\nHost: t\r\nX-Request-Id: %s\r\n"
 	tests := []struct {
@@ -60,7 +59,7 @@ func TestTaskClientWithBodyLeaves(t *testing.T) {
 		{"pipelined", "\r\nGET /longrunningtask?iterations=1&interval=0s HTTP/1.1\r\nHost: t\r\n\r\n", ""},
 		{"body-and-pipelined", "Content-Length: 5\r\n\r\nhelloGET / HTTP/1.1\r\nHost: t\r\n\r\n", ""},
 	}
-	d := startTaskd(t)
+	d := startBinary(t)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
@@ -90,12 +89,12 @@ func TestTaskClientWithBodyLeaves(t *testing.T) {
 	}
 }
 
-// TestTaskLargeBody: a body larger than the seed endpoint drains is
+// TestBinaryLargeBody: a body larger than the seed endpoint drains is
 // refused with 413 before the task starts, and the connection is closed;
 // with Expect: 100-continue the body is never asked for.
-func TestTaskLargeBody(t *testing.T) {
+func TestBinaryLargeBody(t *testing.T) {
 	t.Parallel()
-	d := startTaskd(t)
+	d := startBinary(t)
 	for _, tt := range []struct{ name, hdr string }{
 		{"declared", fmt.Sprintf("Content-Length: %d\r\n\r\n", maxIgnoredBody+1)},
 		{"expect-continue", fmt.Sprintf("Expect: 100-continue\r\nContent-Length: %d\r\n\r\n", 1<<30)},
@@ -121,13 +120,13 @@ func TestTaskLargeBody(t *testing.T) {
 	}
 }
 
-// TestTaskSmuggling: a request with both Content-Length and
+// TestBinarySmuggling: a request with both Content-Length and
 // Transfer-Encoding is answered once and its connection closed, so a
 // request hidden in it (for a front end that framed it by Content-Length)
 // is never served.
-func TestTaskSmuggling(t *testing.T) {
+func TestBinarySmuggling(t *testing.T) {
 	t.Parallel()
-	d := startTaskd(t)
+	d := startBinary(t)
 	c := rawConn(t, d.Addr)
 	body := "0\r\n\r\nGET /longrunningtask?iterations=1&interval=0s HTTP/1.1\r\nHost: t\r\nX-Request-Id: smuggled\r\n\r\n"
 	send(t, c, fmt.Sprintf("GET /longrunningtask?iterations=1&interval=0s HTTP/1.1\r\nHost: t\r\nX-Request-Id: carrier\r\nContent-Length: %d\r\nTransfer-Encoding: chunked\r\n\r\n%s", len(body), body))
@@ -145,9 +144,9 @@ func TestTaskSmuggling(t *testing.T) {
 	}
 }
 
-func TestTaskMaxDuration(t *testing.T) {
+func TestBinaryMaxDuration(t *testing.T) {
 	t.Parallel()
-	d := startTaskd(t, "-max-task-duration", "10m")
+	d := startBinary(t, "-max-task-duration", "10m")
 	code, body, _ := do(t, h1Client(t), "GET", d.URL+"/longrunningtask?iterations=11&interval=1m", "long", nil)
 	if code != http.StatusBadRequest || !strings.Contains(body, "-max-task-duration") || !strings.HasSuffix(body, "\n") {
 		t.Errorf("got %d %q, want 400 naming -max-task-duration", code, body)
@@ -186,9 +185,9 @@ func TestTaskMaxDurationOverrun(t *testing.T) {
 	}
 }
 
-func TestTaskMaxInflight(t *testing.T) {
+func TestBinaryMaxInflight(t *testing.T) {
 	t.Parallel()
-	d := startTaskd(t, "-max-inflight", "2")
+	d := startBinary(t, "-max-inflight", "2")
 	for i := range 2 {
 		id := fmt.Sprintf("hold-%d", i)
 		testlog.RawGet(t, d.Addr, "/longrunningtask?iterations=1&interval=1h", id)
@@ -203,11 +202,11 @@ func TestTaskMaxInflight(t *testing.T) {
 	}
 }
 
-// TestTaskStepLogBounded: 100,000 steps of 0s write a bounded number of
+// TestBinaryStepLogBounded: 100,000 steps of 0s write a bounded number of
 // lines, and say that lines were summarized.
-func TestTaskStepLogBounded(t *testing.T) {
+func TestBinaryStepLogBounded(t *testing.T) {
 	t.Parallel()
-	d := startTaskd(t)
+	d := startBinary(t)
 	start := time.Now()
 	code, _, _ := do(t, h1Client(t), "GET", d.URL+"/longrunningtask?iterations=100000&interval=0s", "flood", nil)
 	took := time.Since(start)
@@ -241,10 +240,10 @@ func countSummaries(logs *testlog.Sink, id string) int {
 	})
 }
 
-// TestTaskEchoTruncated: a huge bad value is not echoed whole.
-func TestTaskEchoTruncated(t *testing.T) {
+// TestBinaryEchoTruncated: a huge bad value is not echoed whole.
+func TestBinaryEchoTruncated(t *testing.T) {
 	t.Parallel()
-	d := startTaskd(t)
+	d := startBinary(t)
 	big := strings.Repeat("9", 20000)
 	code, body, _ := do(t, h1Client(t), "GET", d.URL+"/longrunningtask?iterations="+big, "echo", nil)
 	if code != http.StatusBadRequest || len(body) > 300 || !strings.Contains(body, "20000 bytes") {
@@ -261,4 +260,15 @@ func TestTaskEchoTruncated(t *testing.T) {
 	}
 }
 
-var _ = errors.New
+// binaryTaskd is the built taskd, running until the end of the test.
+type binaryTaskd struct {
+	Addr, URL string
+	Logs      *testlog.Sink
+}
+
+// startBinary runs the built taskd with args (and a JSON log).
+func startBinary(t *testing.T, args ...string) *binaryTaskd {
+	t.Helper()
+	_, logs, url := runBinary(t, args...)
+	return &binaryTaskd{Addr: strings.TrimPrefix(url, "http://"), URL: url, Logs: logs}
+}
