@@ -291,7 +291,8 @@ type Variant struct {
 	Plain bool
 }
 
-// Variants returns h served bare by plain net/http (http.Server.Serve);
+// Variants returns h served bare by plain net/http (http.Server.Serve); the
+// same handler served by cancelhttp.Serve, to show what Serve alone costs;
 // with cancelhttp.Serve and through the middleware with the
 // access log disabled (the load generator sends no X-Request-Id, so the
 // response carries none); the same with cancelhttp.WithResponseRequestID,
@@ -305,6 +306,7 @@ func Variants(h http.Handler) []Variant {
 	text := func() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 	return []Variant{
 		{"bare", h, true},
+		{"bare+serve", h, false},
 		{"middleware", cancelhttp.Handler(h, cancelhttp.WithLogger(slog.New(slog.DiscardHandler))), false},
 		{"middleware+responseid", cancelhttp.Handler(h, cancelhttp.WithLogger(slog.New(slog.DiscardHandler)),
 			cancelhttp.WithResponseRequestID()), false},
