@@ -146,23 +146,27 @@ func (j *job) connsPossible(s *segments) int {
 // fails. fs, when not nil, is the stream it starts with, for sp.
 func (s *segments) work(fs *firstStream, sp *seg) {
 	j := s.j
-	buf := j.c.newBuffer()
+	var buf []byte
 	for {
 		if sp == nil {
 			if sp = s.take(); sp == nil {
 				return
 			}
 		}
+		if buf == nil {
+			buf = j.c.newBuffer()
+		}
 		err := s.fill(sp, fs, buf)
 		fs = nil
+		final := err != nil && (!retryable(err) || errors.Is(err, errRangeIgnored) || errors.Is(err, errChanged))
 		j.mu.Lock()
 		sp.busy = false
-		if err != nil && s.err == nil {
-			s.err = err
+		if err != nil && (s.err == nil || final) {
+			s.err = err // a final error wins over a retryable one
 		}
 		j.mu.Unlock()
 		if err != nil {
-			if !retryable(err) || errors.Is(err, errRangeIgnored) || errors.Is(err, errChanged) {
+			if final {
 				s.stop.Cancel()
 			}
 			return
@@ -218,6 +222,7 @@ func (s *segments) fill(sp *seg, fs *firstStream, buf []byte) error {
 	j := s.j
 	var cn *conn
 	var resp *http.Response
+	last := int64(-1) // the last byte the response announced
 	if fs != nil {
 		cn, resp = fs.cn, fs.resp
 	} else {
@@ -233,7 +238,7 @@ func (s *segments) fill(sp *seg, fs *firstStream, buf []byte) error {
 			return err
 		}
 		defer resp.Body.Close()
-		if err := j.checkSegment(resp, from); err != nil {
+		if last, err = j.checkSegment(resp, from); err != nil {
 			return err
 		}
 	}
@@ -270,32 +275,33 @@ func (s *segments) fill(sp *seg, fs *firstStream, buf []byte) error {
 	}
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	if sp.pos < sp.end {
+	if sp.pos < sp.end && sp.pos != last+1 {
 		return fmt.Errorf("connection closed %d bytes before the end of its range", sp.end-sp.pos)
 	}
-	return nil
+	return nil // done, or a shorter range than asked: the rest is taken again
 }
 
-// checkSegment checks the answer to a ranged request from byte from.
-func (j *job) checkSegment(resp *http.Response, from int64) error {
+// checkSegment checks the answer to a ranged request from byte from and
+// returns the last byte it announces.
+func (j *job) checkSegment(resp *http.Response, from int64) (int64, error) {
 	switch resp.StatusCode {
 	case http.StatusPartialContent:
 	case http.StatusOK:
 		if j.meta.sameVersion(resp.Header, resp.ContentLength) {
-			return errRangeIgnored
+			return 0, errRangeIgnored
 		}
-		return errChanged
+		return 0, errChanged
 	default:
-		return httpError(resp)
+		return 0, httpError(resp)
 	}
 	cr, err := parseContentRange(resp.Header.Get("Content-Range"))
 	switch {
 	case err != nil:
-		return &protocolError{"206 with " + quote(resp.Header.Get("Content-Range"))}
+		return 0, &protocolError{"206 with " + quote(resp.Header.Get("Content-Range"))}
 	case cr.Start != from:
-		return &protocolError{fmt.Sprintf("asked for bytes from %d, got %d-%d", from, cr.Start, cr.End)}
+		return 0, &protocolError{fmt.Sprintf("asked for bytes from %d, got %d-%d", from, cr.Start, cr.End)}
 	case !j.meta.sameVersion(resp.Header, cr.Total) || cr.Total != j.total:
-		return errChanged
+		return 0, errChanged
 	}
-	return nil
+	return cr.End, nil
 }

@@ -244,3 +244,26 @@ func TestSplitSmall(t *testing.T) {
 		t.Errorf("%d requests", n)
 	}
 }
+
+// TestSplitShortRanges: a server that answers every range with at most
+// 300 kB: each connection asks again for the rest, without an error.
+func TestSplitShortRanges(t *testing.T) {
+	t.Parallel()
+	f := newBigFixture(t)
+	f.h.SetMaxRange(300_000)
+	c := f.client()
+	c.Split = 4
+	var retries int
+	_, err := c.Do(t.Context(), &download.Request{URL: f.url(), Path: f.path, Progress: func(e download.Event) {
+		if e.Kind == download.Retrying {
+			retries++
+		}
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.checkFinal(t, f.data)
+	if retries != 0 {
+		t.Errorf("%d retries", retries)
+	}
+}

@@ -76,6 +76,7 @@ type Handler struct {
 	ignoreRange  bool
 	noValidators bool
 	disposition  string
+	maxRange     int64
 	closed       chan struct{}
 	closeOnce    sync.Once
 	active       int
@@ -129,6 +130,15 @@ func (h *Handler) SetNoValidators(none bool) {
 	h.noValidators = none
 }
 
+// SetMaxRange makes a 206 carry at most n bytes (0: no limit), with a
+// Content-Range that says so, as some servers do with large ranges: the
+// client must ask again for the rest.
+func (h *Handler) SetMaxRange(n int64) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.maxRange = n
+}
+
 // SetContentDisposition sets the Content-Disposition header sent with the
 // file ("" for none).
 func (h *Handler) SetContentDisposition(v string) {
@@ -178,7 +188,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		rate = step.Rate
 	}
 	ignoreRange := h.ignoreRange || step.IgnoreRange
-	noValidators, disposition := h.noValidators, h.disposition
+	noValidators, disposition, maxRange := h.noValidators, h.disposition, h.maxRange
 	h.mu.Unlock()
 
 	if step.Status != 0 {
@@ -219,6 +229,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				http.Error(w, "range not satisfiable", http.StatusRequestedRangeNotSatisfiable)
 				return
 			case ok:
+				if maxRange > 0 {
+					e = min(e, s+maxRange-1)
+				}
 				start, end, status = s, e, http.StatusPartialContent
 				hdr.Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", s, e, size))
 			}
