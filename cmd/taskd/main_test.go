@@ -91,6 +91,12 @@ func startTaskd(t *testing.T, args ...string) *taskd {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return startTaskdOn(t, ln, args...)
+}
+
+// startTaskdOn is startTaskd serving ln.
+func startTaskdOn(t *testing.T, ln net.Listener, args ...string) *taskd {
+	t.Helper()
 	logs := testlog.NewSink()
 	m := &Main{Stderr: logs, Listener: ln}
 	ctx, cancel := context.WithCancel(context.Background())

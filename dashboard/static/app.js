@@ -119,7 +119,7 @@
 
   function fmtLatency(ms) {
     if (typeof ms !== 'number' || !isFinite(ms)) return '';
-    if (ms < 1) return ms.toFixed(2) + ' ms';
+    if (ms < 1) return Math.round(ms * 1000) + ' µs';
     if (ms < 1000) return ms.toFixed(1) + ' ms';
     return (ms / 1000).toFixed(2) + ' s';
   }
@@ -275,8 +275,14 @@
         r.actions.prepend(form);
       }
     } else if (r.form) {
+      // Keep the keyboard's place: focus moves to the row's state.
+      const focused = r.form.contains(document.activeElement);
       r.form.remove();
       r.form = null;
+      if (focused) {
+        r.state.tabIndex = -1;
+        r.state.focus();
+      }
     }
     const stopping = t.state === 'canceling' ? 'stopping…' : '';
     if (stopping && !r.note) {
@@ -626,6 +632,7 @@
     }
     if (res.ok) {
       rowError(e, '');
+      status(els.listStatus, 'Cancel requested for ' + e.task.id + '.');
     } else if (res.status === 409) {
       rowError(e, 'Already finished.');
     } else {

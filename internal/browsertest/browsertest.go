@@ -37,7 +37,8 @@ func Path() string {
 // fails the test with a message instead of the test binary's panic.
 const stopMargin = 15 * time.Second
 
-// New starts a headless Chromium with one tab of width×height pixels and
+// New starts a headless Chromium with one tab whose viewport is
+// width×height CSS pixels, and
 // returns the chromedp context of that tab. The context ends stopMargin
 // before the test's deadline; at the end of the test the browser is closed
 // and every uncaught exception, unhandled rejection or console.error call of
@@ -77,7 +78,7 @@ func New(t *testing.T, width, height int) context.Context {
 	messages := chromedp.Console(tab)
 	// Start the browser and the tab now, so that a missing library fails
 	// here, with its message.
-	if err := chromedp.Do(tab, chromedp.Navigate("about:blank")); err != nil {
+	if err := chromedp.Do(tab, chromedp.EmulateViewport(int64(width), int64(height)), chromedp.Navigate("about:blank")); err != nil {
 		cancelTab()
 		cancelAlloc()
 		cancelDeadline()
