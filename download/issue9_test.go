@@ -319,15 +319,7 @@ func TestRestartReason(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
 	f.h.Plan(downloadtest.Step{Cut: true, After: 100_000}, downloadtest.Step{IgnoreRange: true})
-	var reasons []error
-	_, err := f.client().Do(t.Context(), &download.Request{URL: f.url(), Path: f.path, Progress: func(e download.Event) {
-		if e.Kind == download.Started {
-			reasons = append(reasons, e.Err)
-		}
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	reasons := restartReasons(t, f.client(), f)
 	if len(reasons) != 2 || reasons[0] != nil || reasons[1] == nil || reasons[1].Error() != "the server ignored the range request" {
 		t.Errorf("reasons %v", reasons)
 	}

@@ -161,15 +161,7 @@ func TestSplitRangeIgnored(t *testing.T) {
 	f.h.SetIgnoreRange(true)
 	c := f.client()
 	c.Split = 4
-	var reasons []error
-	_, err := c.Do(t.Context(), &download.Request{URL: f.url(), Path: f.path, Progress: func(e download.Event) {
-		if e.Kind == download.Started {
-			reasons = append(reasons, e.Err)
-		}
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	reasons := restartReasons(t, c, f)
 	f.checkFinal(t, f.data)
 	if len(reasons) != 2 || !strings.Contains(reasons[1].Error(), "ignored the range") {
 		t.Errorf("Started reasons %v", reasons)
@@ -212,15 +204,7 @@ func TestSplitChanged(t *testing.T) {
 	}()
 	c := f.client()
 	c.Split = 4
-	var reasons []error
-	_, err := c.Do(t.Context(), &download.Request{URL: f.url(), Path: f.path, Progress: func(e download.Event) {
-		if e.Kind == download.Started {
-			reasons = append(reasons, e.Err)
-		}
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	reasons := restartReasons(t, c, f)
 	f.checkFinal(t, v2)
 	if last := reasons[len(reasons)-1]; last == nil || !strings.Contains(last.Error(), "changed") {
 		t.Errorf("Started reasons %v", reasons)
@@ -266,4 +250,20 @@ func TestSplitShortRanges(t *testing.T) {
 	if retries != 0 {
 		t.Errorf("%d retries", retries)
 	}
+}
+
+// restartReasons downloads f's URL to f.path with c and returns the Err
+// of each Started event: nil for a start, the reason for a restart.
+func restartReasons(t *testing.T, c *download.Client, f *fixture) []error {
+	t.Helper()
+	var reasons []error
+	_, err := c.Do(t.Context(), &download.Request{URL: f.url(), Path: f.path, Progress: func(e download.Event) {
+		if e.Kind == download.Started {
+			reasons = append(reasons, e.Err)
+		}
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return reasons
 }
