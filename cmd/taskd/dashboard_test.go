@@ -242,6 +242,19 @@ func TestDashboardStartProgressCancel(t *testing.T) {
 		t.Errorf("task's state %v, want canceled", task["state"])
 	}
 
+	// A task the API refuses is not started, and the problem's detail says
+	// why under the form.
+	dashDo(t, ctx, "submitting a bad interval",
+		chromedp.SetValue(chromedp.CSS(`form#start-task input[name="interval"]`), "2h"),
+		chromedp.Click(chromedp.CSS(`form#start-task button[type="submit"]`)))
+	detail := dashPoll[string](t, ctx, "the problem's detail", `() => {
+		const s = document.getElementById('start-status');
+		return s.classList.contains('error') ? s.textContent : '';
+	}`)
+	if !strings.Contains(detail, "invalid interval 2h") {
+		t.Errorf("start status %q, want the API's detail about the interval", detail)
+	}
+
 	// The state filter shows the canceled task under "canceled" and hides
 	// it under "running".
 	dashDo(t, ctx, "filtering canceled", chromedp.Click(chromedp.CSS(`#filter input[value="canceled"]`)))
@@ -447,4 +460,38 @@ func TestDashboardReconnects(t *testing.T) {
 
 	next := dashPost(t, client, d.URL, `{"kind":"longrunning","params":{"iterations":1,"interval":"0s"}}`)["id"].(string)
 	dashPoll[string](t, ctx, "the new task, live", dashStateOf, next, "succeeded")
+}
+
+// The seed endpoint's request shows on the dashboard while it runs, and
+// canceling it there with a reason answers the waiting client with the
+// seed's cancel message.
+func TestDashboardCancelsSeedRequest(t *testing.T) {
+	t.Parallel()
+	d := startTaskd(t)
+	ctx := browsertest.New(t, 1400, 1000)
+	dashDo(t, ctx, "opening the dashboard", chromedp.Navigate(d.URL+"/"),
+		chromedp.WaitVisible(chromedp.CSS(`#conn[data-conn="live"]`)),
+		chromedp.WaitReady(chromedp.CSS(`#tasks[aria-busy="false"]`)))
+
+	res := getAsync(t, d.URL+"/longrunningtask?iterations=50&interval=100ms", "seed-dashboard")
+	id := dashPoll[string](t, ctx, "the seed's row", `() => {
+		for (const r of document.querySelectorAll('[data-task-id]')) {
+			if (r.querySelector('[data-field="kind"]').textContent.includes('request-scoped') &&
+				r.querySelector('[data-field="state"]').textContent === 'running') return r.dataset.taskId;
+		}
+		return '';
+	}`)
+	const reason = "operator: stopped from the dashboard"
+	dashDo(t, ctx, "canceling from the row",
+		chromedp.SendKeys(chromedp.CSS(dashRow(id)+` input[name="reason"]`), reason),
+		chromedp.Click(chromedp.CSS(dashRow(id)+` button[data-action="cancel"]`)))
+	r := testlog.Recv(t, "the seed's answer", res)
+	if r.err != nil || r.code != http.StatusOK || strings.TrimSpace(r.body) != cancelledMessage {
+		t.Fatalf("seed answered %d %q %v, want 200 %q", r.code, r.body, r.err, cancelledMessage)
+	}
+	dashPoll[string](t, ctx, "state canceled", dashStateOf, id, "canceled")
+	text := dashRun(t, ctx, "reading the row", chromedp.TextContent(chromedp.CSS(dashRow(id))))
+	if !strings.Contains(text, reason) {
+		t.Errorf("row %q does not show the reason %q", text, reason)
+	}
 }

@@ -145,7 +145,7 @@
       const js = JSON.stringify(p);
       s = (t.kind || '?') + (js && js !== '{}' ? ' · ' + (js.length > 80 ? js.slice(0, 79) + '…' : js) : '');
     }
-    if (t.request_scoped) s += ' · request';
+    if (t.request_scoped) s += ' · request-scoped';
     if (t.attempt > 1) s += ' · attempt ' + t.attempt;
     if (t.timeout) s += ' · timeout ' + t.timeout;
     return s;
