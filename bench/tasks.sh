@@ -46,4 +46,6 @@ export TASKBENCH_POSTGRES="unix:$tmp/pg/.s.PGSQL.5432" TASKBENCH_REDIS="unix:$tm
 go build -o "$tmp/taskbench" ./tasks/cmd/taskbench
 echo "$(go version), $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | xargs)"
 echo "$("$pgbin/postgres" --version), $(redis-server --version | cut -d' ' -f1-3)"
+echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 "$tmp/taskbench" "$@"
+echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"

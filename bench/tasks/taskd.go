@@ -63,11 +63,11 @@ type taskdNode struct {
 	run    bool
 }
 
-// Open connects to NATS (reconnecting for ever, as a taskd node does),
+// Open connects to NATS as a task node does (natsstore.Connect),
 // opens the store with the bucket opts.Queue and makes a task.Runner with
 // Concurrency opts.Workers, started only when opts.Workers > 0.
 func (Taskd) Open(ctx context.Context, opts Options) (Node, error) {
-	nc, err := nats.Connect("nats://"+opts.Broker.Addr, nats.MaxReconnects(-1), nats.Name("taskbench"))
+	nc, err := natsstore.Connect("nats://"+opts.Broker.Addr, "taskbench")
 	if err != nil {
 		return nil, err
 	}
