@@ -480,13 +480,43 @@
         source.close();
         interrupted = true;
         setConn('down', 'Disconnected, retrying in ' + Math.round(retryDelay / 1000) + 's');
-        setTimeout(connect, retryDelay);
+        setTimeout(() => {
+          if (!paused) connect();
+        }, retryDelay);
         retryDelay = Math.min(retryDelay * 2, 30000);
         if (!view.listed && !loading) loadFirstPage();
       } else {
         setConn('connecting', 'Reconnecting…');
       }
     });
+  }
+
+  // A tab hidden for a while gives its stream back, and takes it again
+  // (listing the shown rows anew) when it is shown: a browser opens at most
+  // six HTTP/1.1 connections to one server, and every open page holds one.
+  const PAUSE_AFTER_MS = 30000;
+  let pauseTimer = 0;
+  let paused = false;
+
+  function onVisibility() {
+    if (document.hidden) {
+      clearTimeout(pauseTimer);
+      pauseTimer = setTimeout(() => {
+        if (!document.hidden || paused) return;
+        paused = true;
+        if (source) source.close();
+        setConn('down', 'Paused while the tab is hidden');
+      }, PAUSE_AFTER_MS);
+      return;
+    }
+    clearTimeout(pauseTimer);
+    if (paused) {
+      paused = false;
+      interrupted = true;
+      setConn('connecting', 'Reconnecting…');
+      connect();
+    }
+    if (pending.size) schedule();
   }
 
   // ---- listing -----------------------------------------------------------
@@ -667,9 +697,7 @@
   els.filter.addEventListener('change', (ev) => {
     if (ev.target.name === 'state') setFilter(ev.target.value);
   });
-  document.addEventListener('visibilitychange', () => {
-    if (!document.hidden && pending.size) schedule();
-  });
+  document.addEventListener('visibilitychange', onVisibility);
   setInterval(tickAges, 1000);
 
   const initial = new URLSearchParams(location.search).get('state') || '';
