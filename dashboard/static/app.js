@@ -295,6 +295,7 @@
 
   function rowError(e, message) {
     const r = e.refs;
+    if (!r) return; // the row left the table meanwhile
     let el = r.actions.querySelector('.row-error');
     if (!message) {
       if (el) el.remove();
@@ -377,10 +378,13 @@
     }
   }
 
+  // remove takes a task out of the view; a row from the spill takes the
+  // place of a removed one.
   function remove(e) {
     view.entries.delete(e.task.id);
     if (e.row) {
       e.row.remove();
+      if (view.spill.length > 0 && rowCount() < view.limit) els.rows.append(buildRow(view.spill.shift()));
     } else {
       const i = view.spill.indexOf(e);
       if (i >= 0) view.spill.splice(i, 1);
