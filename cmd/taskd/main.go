@@ -276,6 +276,9 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 	tasks, err := startTasks(ctx, m.Config, logger, ln.Addr())
 	if err != nil {
 		ln.Close()
+		if ctx.Err() != nil {
+			return nil // stopped while starting: nothing was served
+		}
 		return err
 	}
 	defer tasks.close()

@@ -82,6 +82,7 @@ type tasks struct {
 
 	drainOnce sync.Once
 	drained   chan struct{}
+	unlock    func() // releases the lock on -data
 }
 
 // startTasks connects to NATS (starting the embedded server unless -nats
@@ -99,6 +100,9 @@ func startTasks(ctx context.Context, cfg Config, logger *slog.Logger, addr net.A
 	if url == "" {
 		dir := filepath.Join(tc.Data, "nats")
 		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return s, err
+		}
+		if s.unlock, err = lockData(tc.Data); err != nil {
 			return s, err
 		}
 		if s.ns, err = natsstore.RunServer(natsstore.ServerOptions{Dir: dir}); err != nil {
@@ -179,6 +183,9 @@ func (s *tasks) close() {
 	if s.ns != nil {
 		s.ns.Shutdown()
 		s.ns.WaitForShutdown()
+	}
+	if s.unlock != nil {
+		s.unlock()
 	}
 }
 

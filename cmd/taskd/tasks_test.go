@@ -224,6 +224,19 @@ func TestRestartRunsAgain(t *testing.T) {
 	})
 }
 
+// TestDataLocked: a second taskd on the same -data fails at once instead of
+// running a second NATS server on the same files.
+func TestDataLocked(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	first := startTaskd(t, "-data", dir)
+	first.Logs.Wait(t, "the first taskd", func(r testlog.Record) bool { return r.Str("msg") == "listening" })
+	err := (&Main{}).Run(t.Context(), []string{"-addr", "127.0.0.1:0", "-data", dir})
+	if err == nil || !strings.Contains(err.Error(), "in use by another taskd") {
+		t.Fatalf("second taskd on the same -data: %v", err)
+	}
+}
+
 func TestTaskFlags(t *testing.T) {
 	t.Parallel()
 	for _, args := range [][]string{
