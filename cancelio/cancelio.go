@@ -43,16 +43,20 @@ type reader struct {
 }
 
 func (r *reader) Read(p []byte) (int, error) {
-	if err := r.ctx.Err(); err != nil {
-		return 0, err
-	}
 	if r.b == nil {
+		if err := r.ctx.Err(); err != nil {
+			return 0, err
+		}
 		return r.r.Read(p) // not interruptible: checked between reads
 	}
 	if !r.b.registered.Load() {
 		bind(r.b, r.ctx, r)
 	}
-	return r.b.rd.call(r.ctx, r.r.Read, p)
+	if err := r.b.rd.begin(r.ctx); err != nil {
+		return 0, err
+	}
+	n, err := r.r.Read(p)
+	return r.b.rd.finish(r.ctx, n, err)
 }
 
 // Conn returns c bound to ctx: its Read and Write return ctx.Err() once ctx
@@ -78,23 +82,25 @@ type conn struct {
 }
 
 func (c *conn) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
 	if !c.b.registered.Load() {
 		bind(c.b, c.ctx, c)
 	}
-	return c.b.rd.call(c.ctx, c.Conn.Read, p)
+	if err := c.b.rd.begin(c.ctx); err != nil {
+		return 0, err
+	}
+	n, err := c.Conn.Read(p)
+	return c.b.rd.finish(c.ctx, n, err)
 }
 
 func (c *conn) Write(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
 	if !c.b.registered.Load() {
 		bind(c.b, c.ctx, c)
 	}
-	return c.b.wr.call(c.ctx, c.Conn.Write, p)
+	if err := c.b.wr.begin(c.ctx); err != nil {
+		return 0, err
+	}
+	n, err := c.Conn.Write(p)
+	return c.b.wr.finish(c.ctx, n, err)
 }
 
 func (c *conn) Close() error {
@@ -176,9 +182,17 @@ func Copy(ctx context.Context, dst io.Writer, src io.Reader) (written int64, err
 	}
 	buf := make([]byte, 32*1024)
 	for {
-		nr, er := rd.call(ctx, src.Read, buf)
+		if err := rd.begin(ctx); err != nil {
+			return written, err
+		}
+		nr, er := src.Read(buf)
+		nr, er = rd.finish(ctx, nr, er)
 		if nr > 0 {
-			nw, ew := wr.call(ctx, dst.Write, buf[:nr])
+			if err := wr.begin(ctx); err != nil {
+				return written, err
+			}
+			nw, ew := dst.Write(buf[:nr])
+			nw, ew = wr.finish(ctx, nw, ew)
 			if nw < 0 || nr < nw {
 				nw = 0
 				if ew == nil {
@@ -215,17 +229,23 @@ type side struct {
 
 const sideInterrupted = 1
 
-// call runs op(p) as an interruptible call and maps an interruption to
-// ctx.Err(). Counting the call before checking ctx pairs with interrupt
+// begin starts an interruptible call, or returns ctx.Err() if ctx is done;
+// after a nil error the caller makes the call and passes its result to
+// finish. Counting the call before checking ctx pairs with interrupt
 // checking the count after ctx is done: a cancellation either is seen here
 // or finds the call in progress and interrupts it.
-func (s *side) call(ctx context.Context, op func([]byte) (int, error), p []byte) (int, error) {
+func (s *side) begin(ctx context.Context) error {
 	s.state.Add(2)
 	if err := ctx.Err(); err != nil {
 		s.end()
-		return 0, err
+		return err
 	}
-	n, err := op(p)
+	return nil
+}
+
+// finish ends the call begun by begin and maps an interruption to
+// ctx.Err().
+func (s *side) finish(ctx context.Context, n int, err error) (int, error) {
 	interrupted := s.end()
 	if err != nil {
 		if cerr := ctx.Err(); cerr != nil && (interrupted || errors.Is(err, os.ErrDeadlineExceeded)) {
@@ -244,13 +264,18 @@ func (s *side) end() bool {
 	if s.state.Add(-2)&sideInterrupted == 0 {
 		return false
 	}
+	s.restore()
+	return true
+}
+
+// restore restores the caller's deadline if no call is left in progress.
+func (s *side) restore() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.state.Load() == sideInterrupted { // no call left: restore
+	if s.state.Load() == sideInterrupted { // no call left
 		_ = s.set(s.user) // best effort: the stream may be closed by now
 		s.state.Add(-sideInterrupted)
 	}
-	return true
 }
 
 // interrupt sets a past deadline if a call is in progress. It runs from a

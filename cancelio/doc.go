@@ -11,15 +11,18 @@
 // # Rules for callers
 //
 //   - Interruptible: anything with SetReadDeadline/SetWriteDeadline that
-//     works: net.Conn (TCP, Unix sockets, TLS over them), and *os.File for
-//     pipes (os.Pipe), FIFOs, terminals and character devices opened with
-//     os.Open, which Go puts in non-blocking mode. Regular files never block
-//     for long and do not support deadlines.
+//     works: net.Conn (TCP, Unix sockets, TLS over them: crypto/tls leaves
+//     a connection whose Write timed out unusable), and *os.File for pipes
+//     (os.Pipe), FIFOs, terminals and character devices opened with
+//     os.Open, which Go puts in non-blocking mode. Regular files never
+//     block for long and do not support deadlines.
 //   - Checked between reads only: a reader without deadlines (a
-//     bytes.Reader, a compressing reader, an http.Response.Body) or an
-//     *os.File whose deadlines are not supported. Such a Read is not
-//     interrupted; the context is checked before each call, so a loop over
-//     it ends at the next Read after the cancellation.
+//     bytes.Reader, a compressing reader) or an *os.File whose deadlines
+//     are not supported. Such a Read is not interrupted; the context is
+//     checked before each call, so a loop over it ends at the next Read
+//     after the cancellation. An http.Response.Body needs no wrapper for
+//     its request's context: net/http closes the connection when that
+//     context is done, which ends a blocked body Read.
 //   - os.Stdin is, in most programs, a descriptor inherited in blocking mode,
 //     on which Go supports no deadlines. Open "/dev/stdin" to get a fresh,
 //     interruptible descriptor of the same terminal or pipe (see the

@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/sourcegraph/conc/pool"
 	"golang.org/x/sync/errgroup"
@@ -17,59 +18,74 @@ import (
 // making and waiting for a group is shared by that many.
 const batch = 64
 
+// group runs one batch of no-op goroutines in a new group that cancels on
+// the first error, under parent, with at most limit at once (< 0: no
+// limit).
+type group struct {
+	name string
+	run  func(tok cancellation.Token, ctx context.Context, limit int) error
+}
+
+var groups = []group{
+	{"scope", func(tok cancellation.Token, _ context.Context, limit int) error {
+		s := cancellation.NewScope(tok)
+		s.SetLimit(limit)
+		for range batch {
+			s.Go(func(cancellation.Token) error { return nil })
+		}
+		return s.Wait()
+	}},
+	{"errgroup", func(_ cancellation.Token, ctx context.Context, limit int) error {
+		g, _ := errgroup.WithContext(ctx)
+		g.SetLimit(limit)
+		for range batch {
+			g.Go(func() error { return nil })
+		}
+		return g.Wait()
+	}},
+	{"conc", func(_ cancellation.Token, ctx context.Context, limit int) error {
+		p := pool.New().WithContext(ctx).WithCancelOnError()
+		if limit > 0 {
+			p = p.WithMaxGoroutines(limit)
+		}
+		for range batch {
+			p.Go(func(context.Context) error { return nil })
+		}
+		return p.Wait()
+	}},
+}
+
 // BenchmarkGo reports ns per goroutine run in a group (Go + run + a share
-// of the group's creation and Wait), for groups that cancel on the first
-// error, each with a parent context. limit=8 bounds the goroutines.
+// of the group's creation and Wait) for each implementation as the metric
+// <impl>-ns/goroutine. Each iteration runs one batch with one
+// implementation, taking turns, so that all run under the same machine
+// load. limit=8 bounds the goroutines running at once.
 func BenchmarkGo(b *testing.B) {
 	for _, limit := range []int{-1, 8} {
 		name := "unlimited"
 		if limit > 0 {
 			name = fmt.Sprintf("limit=%d", limit)
 		}
-		b.Run(name+"/impl=scope", func(b *testing.B) {
+		b.Run(name, func(b *testing.B) {
 			parent := cancellation.New()
 			defer parent.Cancel()
-			b.ReportAllocs()
-			for i := 0; i < b.N; i += batch {
-				s := cancellation.NewScope(parent.Token())
-				s.SetLimit(limit)
-				for range min(batch, b.N-i) {
-					s.Go(func(cancellation.Token) error { return nil })
-				}
-				if err := s.Wait(); err != nil {
-					b.Fatal(err)
-				}
-			}
-		})
-		b.Run(name+"/impl=errgroup", func(b *testing.B) {
-			parent, cancel := context.WithCancel(context.Background())
+			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
+			total := make([]time.Duration, len(groups))
+			turns := make([]int, len(groups))
 			b.ReportAllocs()
-			for i := 0; i < b.N; i += batch {
-				g, _ := errgroup.WithContext(parent)
-				g.SetLimit(limit)
-				for range min(batch, b.N-i) {
-					g.Go(func() error { return nil })
-				}
-				if err := g.Wait(); err != nil {
+			for i := range b.N {
+				k := i % len(groups)
+				start := time.Now()
+				if err := groups[k].run(parent.Token(), ctx, limit); err != nil {
 					b.Fatal(err)
 				}
+				total[k] += time.Since(start)
+				turns[k]++
 			}
-		})
-		b.Run(name+"/impl=conc", func(b *testing.B) {
-			parent, cancel := context.WithCancel(context.Background())
-			defer cancel()
-			b.ReportAllocs()
-			for i := 0; i < b.N; i += batch {
-				p := pool.New().WithContext(parent).WithCancelOnError()
-				if limit > 0 {
-					p = p.WithMaxGoroutines(limit)
-				}
-				for range min(batch, b.N-i) {
-					p.Go(func(context.Context) error { return nil })
-				}
-				if err := p.Wait(); err != nil {
-					b.Fatal(err)
+			for k, g := range groups {
+				if turns[k] > 0 {
+					b.ReportMetric(float64(total[k].Nanoseconds())/float64(turns[k]*batch), g.name+"-ns/goroutine")
 				}
 			}
 		})

@@ -27,9 +27,10 @@ type row struct {
 type metric struct{ bench, unit string }
 
 var rows = []row{
-	{"Scope.Go per goroutine vs errgroup", metric{"Go/unlimited/impl=scope", "ns/op"}, metric{"Go/unlimited/impl=errgroup", "ns/op"}, 1.1, 0},
-	{"Scope.Go per goroutine vs errgroup, limit 8", metric{"Go/limit=8/impl=scope", "ns/op"}, metric{"Go/limit=8/impl=errgroup", "ns/op"}, 1.1, 0},
-	{"Scope.Go per goroutine vs conc pool", metric{"Go/unlimited/impl=scope", "ns/op"}, metric{"Go/unlimited/impl=conc", "ns/op"}, 0, 0},
+	{"Scope.Go per goroutine vs errgroup", metric{"Go/unlimited", "scope-ns/goroutine"}, metric{"Go/unlimited", "errgroup-ns/goroutine"}, 1.1, 0},
+	{"Scope.Go per goroutine vs errgroup, limit 8", metric{"Go/limit=8", "scope-ns/goroutine"}, metric{"Go/limit=8", "errgroup-ns/goroutine"}, 1.1, 0},
+	{"Scope.Go per goroutine vs conc pool", metric{"Go/unlimited", "scope-ns/goroutine"}, metric{"Go/unlimited", "conc-ns/goroutine"}, 0, 0},
+	{"Scope.Go per goroutine vs conc pool, limit 8", metric{"Go/limit=8", "scope-ns/goroutine"}, metric{"Go/limit=8", "conc-ns/goroutine"}, 0, 0},
 	{"cancelio.Reader Read 512 B vs bare pipe Read", metric{"PipeRead/size=512", "cancelio-ns/read"}, metric{"PipeRead/size=512", "bare-ns/read"}, 1.05, 0},
 	{"cancelio.Reader Read 32 KiB vs bare pipe Read", metric{"PipeRead/size=32768", "cancelio-ns/read"}, metric{"PipeRead/size=32768", "bare-ns/read"}, 1.05, 0},
 	{"cancelio.Reader (stdlib ctx) Read 512 B vs bare", metric{"PipeRead/size=512", "cancelio-context-ns/read"}, metric{"PipeRead/size=512", "bare-ns/read"}, 1.05, 0},
