@@ -255,7 +255,10 @@ func (r *Runner) Shutdown(ctx context.Context, grace time.Duration) error {
 }
 
 // Submit validates spec and queues a new task. With an IdempotencyKey
-// that was used before it returns the earlier task and created false.
+// that was used before it returns the earlier task and created false (and
+// queues it again if it is still queued: the earlier Submit may have
+// failed before queuing it). When the task cannot be queued, its record is
+// removed and the error returned: retry, with the same key.
 // Errors wrap ErrUnknownKind or ErrInvalid for a spec to fix, ErrClosed
 // after Shutdown began, or come from the store. It blocks for the store's
 // writes.
@@ -277,12 +280,29 @@ func (r *Runner) Submit(ctx context.Context, spec Spec) (t *Task, created bool, 
 	}
 	stored, _, err := r.store.Create(ctx, t)
 	if errors.Is(err, ErrExists) && stored != nil {
+		if stored.State == Queued {
+			// The first Submit with this key may have failed between its
+			// Create and its Enqueue (and its caller is retrying): queue it
+			// again. A second message for a task is harmless: the claim
+			// that finds the task no longer queued drops it.
+			if err := r.store.Enqueue(ctx, stored.ID); err != nil {
+				return nil, false, err
+			}
+		}
 		return stored, false, nil
 	}
 	if err != nil {
 		return nil, false, err
 	}
 	if err := r.store.Enqueue(ctx, stored.ID); err != nil {
+		// Not queued: remove the record rather than leave a queued task
+		// that nothing would run (a message that did reach the queue
+		// finds no task and is dropped).
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.Lease)
+		defer cancel()
+		if _, rev, gerr := r.store.Get(dctx, stored.ID); gerr == nil {
+			r.store.Delete(dctx, stored.ID, rev)
+		}
 		return nil, false, err
 	}
 	return stored, true, nil

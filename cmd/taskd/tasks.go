@@ -110,12 +110,17 @@ func startTasks(ctx context.Context, cfg Config, logger *slog.Logger, addr net.A
 		}
 		url = s.ns.ClientURL()
 	}
-	if s.nc, err = nats.Connect(url, nats.Name("taskd"), nats.MaxReconnects(-1)); err != nil {
+	if s.nc, err = natsstore.Connect(url, "taskd"); err != nil {
 		return s, fmt.Errorf("nats %s: %w", url, err)
 	}
 	octx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	if s.store, err = natsstore.New(octx, s.nc, natsstore.Options{IdempotencyTTL: tc.Retention}); err != nil {
+	if s.store, err = natsstore.New(octx, s.nc, natsstore.Options{
+		IdempotencyTTL: tc.Retention,
+		// A claim that a node took off the queue and never acknowledged
+		// (it died in between) is handed out again after one lease.
+		AckWait: tc.Lease,
+	}); err != nil {
 		return s, err
 	}
 	node := tc.Node

@@ -223,7 +223,7 @@ func TestCancelWhileCutOff(t *testing.T) {
 	}{{"cut", faultnet.Cut}, {"blackhole", faultnet.Blackhole}} {
 		t.Run(mode.name, func(t *testing.T) {
 			t.Parallel()
-			a, b, tk := runOnA(t, 500*time.Millisecond, 100000)
+			a, b, tk := runOnA(t, time.Second, 100000)
 			ctx := within(t)
 
 			a.proxy.Set(mode.m)
@@ -270,7 +270,7 @@ func TestCancelWhileCutOff(t *testing.T) {
 // runs never overlap, judged by the step log lines.
 func TestTakeOverAfterLease(t *testing.T) {
 	t.Parallel()
-	const lease = 400 * time.Millisecond
+	const lease = time.Second
 	a, b, tk := runOnA(t, lease, 150)
 	a.proxy.Set(faultnet.Blackhole)
 	cut := time.Now()

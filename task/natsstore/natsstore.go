@@ -237,9 +237,14 @@ func (s *Store) Create(ctx context.Context, t *task.Task) (*task.Task, uint64, e
 			if !errors.Is(err, jetstream.ErrKeyExists) {
 				return nil, 0, err
 			}
-			return s.existing(ctx, key)
+			return s.existing(ctx, key, t)
 		}
 	}
+	return s.createRecord(ctx, t)
+}
+
+// createRecord stores the new record t.
+func (s *Store) createRecord(ctx context.Context, t *task.Task) (*task.Task, uint64, error) {
 	b, err := json.Marshal(t)
 	if err != nil {
 		return nil, 0, err
@@ -256,8 +261,11 @@ func (s *Store) Create(ctx context.Context, t *task.Task) (*task.Task, uint64, e
 }
 
 // existing returns the task an idempotency key names, waiting briefly
-// for a concurrent Create that reserved the key to store its task.
-func (s *Store) existing(ctx context.Context, key string) (*task.Task, uint64, error) {
+// for a concurrent Create that reserved the key to store its task. When
+// that task never appears (the Create that reserved the key failed after
+// reserving it: its connection dropped), it creates t under the reserved
+// id: every Create with the key stores the same task, exactly once.
+func (s *Store) existing(ctx context.Context, key string, t *task.Task) (*task.Task, uint64, error) {
 	rctx, cancel := s.bound(ctx)
 	e, err := s.idem.Get(rctx, key)
 	cancel()
@@ -270,8 +278,17 @@ func (s *Store) existing(ctx context.Context, key string) (*task.Task, uint64, e
 		if err == nil {
 			return t, rev, fmt.Errorf("%w: idempotency key used by %s", task.ErrExists, id)
 		}
-		if !errors.Is(err, task.ErrNotFound) || wait > time.Second {
+		if !errors.Is(err, task.ErrNotFound) {
 			return nil, 0, err
+		}
+		if wait > time.Second {
+			c := t.Clone()
+			c.ID = id
+			created, rev, err := s.createRecord(ctx, c)
+			if errors.Is(err, task.ErrExists) {
+				continue // the first Create got there after all
+			}
+			return created, rev, err
 		}
 		if err := cancellation.Sleep(ctx, wait); err != nil {
 			return nil, 0, err
@@ -352,10 +369,19 @@ func (s *Store) Watch(ctx context.Context, opts task.WatchOptions) (<-chan task.
 		}
 		key = opts.ID
 	}
-	wopt := jetstream.UpdatesOnly()
-	if opts.After > 0 {
-		wopt = jetstream.ResumeFromRevision(opts.After + 1)
+	if opts.After == 0 {
+		// "From now on" is "after the bucket's last revision now", asked
+		// for by sequence: a watch started with "only new updates" that
+		// the client library resets (a missed heartbeat, a reconnect)
+		// before its first message starts over from the reset's "now" and
+		// loses what came in between (a cancel request).
+		last, err := s.lastRevision(ctx)
+		if err != nil {
+			return nil, err
+		}
+		opts.After = last
 	}
+	wopt := jetstream.ResumeFromRevision(opts.After + 1)
 	wctx, stop := context.WithCancel(ctx)
 	unlink := context.AfterFunc(s.life.Token(), stop)
 	w, err := s.kv.Watch(wctx, key, wopt)
@@ -398,6 +424,21 @@ func (s *Store) Watch(ctx context.Context, opts task.WatchOptions) (<-chan task.
 		}
 	}()
 	return out, nil
+}
+
+// lastRevision returns the bucket's latest revision (0 when empty).
+func (s *Store) lastRevision(ctx context.Context) (uint64, error) {
+	rctx, cancel := s.bound(ctx)
+	defer cancel()
+	st, err := s.kv.Status(rctx)
+	if err != nil {
+		return 0, err
+	}
+	bs, ok := st.(*jetstream.KeyValueBucketStatus)
+	if !ok || bs.StreamInfo() == nil {
+		return 0, errors.New("natsstore: bucket status without stream info")
+	}
+	return bs.StreamInfo().State.LastSeq, nil
 }
 
 // Enqueue puts id on the work queue.
