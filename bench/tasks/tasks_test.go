@@ -217,3 +217,42 @@ func TestParseBroker(t *testing.T) {
 		}
 	}
 }
+
+// TestTracker: waiters see events that come before and after they wait,
+// with the timestamps and cause of the first event of each kind.
+func TestTracker(t *testing.T) {
+	tr := tasks.NewTracker()
+	tr.Running("a", 1)
+	tr.Running("a", 2) // a duplicate does not move the time
+	ctx := t.Context()
+	if at, err := tr.WaitRunning(ctx, "a"); err != nil || at != 1 {
+		t.Fatalf("WaitRunning(a) = %d, %v; want 1", at, err)
+	}
+	got := make(chan error, 1)
+	go func() {
+		at, cause, err := tr.WaitCanceled(ctx, "b")
+		if err == nil && (at != 5 || cause != "why") {
+			err = fmt.Errorf("WaitCanceled(b) = %d, %q; want 5, why", at, cause)
+		}
+		got <- err
+	}()
+	done := make(chan error, 1)
+	go func() { done <- tr.WaitDone(ctx, 2) }()
+	tr.Canceled("b", 5, "why")
+	tr.Done("x", 6)
+	tr.Done("y", 7)
+	if err := <-got; err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	short, cancel := context.WithTimeout(ctx, time.Millisecond)
+	defer cancel()
+	if _, err := tr.WaitRunning(short, "never"); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("WaitRunning of a task that never runs: %v", err)
+	}
+	if r, c, d := tr.Counts(); r != 2 || c != 1 || d != 2 {
+		t.Fatalf("Counts() = %d, %d, %d; want 2, 1, 2", r, c, d)
+	}
+}

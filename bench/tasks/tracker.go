@@ -64,18 +64,11 @@ func (t *Tracker) count(kind int) {
 func (t *Tracker) Running(id string, at int64) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.countOnly {
-		t.count(evRunning)
-		return
-	}
-	e := t.get(id)
-	select {
-	case <-e.running:
-	default:
+	t.count(evRunning)
+	if e := t.record(id); e != nil && !isClosed(e.running) {
 		e.runAt = at
 		close(e.running)
 	}
-	t.count(evRunning)
 }
 
 // Canceled records that the context of task id was canceled. Does not
@@ -83,18 +76,29 @@ func (t *Tracker) Running(id string, at int64) {
 func (t *Tracker) Canceled(id string, at int64, cause string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.countOnly {
-		t.count(evCanceled)
-		return
-	}
-	e := t.get(id)
-	select {
-	case <-e.canceled:
-	default:
+	t.count(evCanceled)
+	if e := t.record(id); e != nil && !isClosed(e.canceled) {
 		e.cancelAt, e.cause = at, cause
 		close(e.canceled)
 	}
-	t.count(evCanceled)
+}
+
+// record is the entry events of task id are written to, nil when the
+// tracker only counts.
+func (t *Tracker) record(id string) *tracked {
+	if t.countOnly {
+		return nil
+	}
+	return t.get(id)
+}
+
+func isClosed(ch chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
 }
 
 // Done counts a no-op task's return. Does not block.
