@@ -5,6 +5,7 @@ package download_test
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"errors"
 	"io"
@@ -272,7 +273,8 @@ func TestPermanentErrors(t *testing.T) {
 	tlsSrv.Config.ErrorLog = log.New(io.Discard, "", 0)
 	tlsSrv.StartTLS()
 	t.Cleanup(tlsSrv.Close)
-	c := &download.Client{Backoff: time.Hour} // a retry would hang the test
+	// A retry would wait an hour: the 20 s bound turns it into a failure.
+	c := &download.Client{Backoff: time.Hour, MaxBackoff: time.Hour}
 	for _, tc := range []struct {
 		name, url string
 		hc        *http.Client
@@ -286,7 +288,9 @@ func TestPermanentErrors(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			c := *c
 			c.HTTPClient = tc.hc
-			_, err := c.Get(t.Context(), tc.url, filepath.Join(t.TempDir(), "x"))
+			ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+			defer cancel()
+			_, err := c.Get(ctx, tc.url, filepath.Join(t.TempDir(), "x"))
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("err = %v, want %q", err, tc.want)
 			}

@@ -195,12 +195,13 @@ func TestSplitChanged(t *testing.T) {
 	t.Parallel()
 	f := newBigFixture(t)
 	f.h.SetRate(4 << 20)
-	reached := make(chan struct{})
-	f.h.Plan(downloadtest.Step{}, downloadtest.Step{Cut: true, After: 100_000, Reached: reached})
+	reached, hold := make(chan struct{}), make(chan struct{})
+	f.h.Plan(downloadtest.Step{}, downloadtest.Step{Cut: true, After: 100_000, Reached: reached, Hold: hold})
 	v2 := downloadtest.Pattern{Seed: 6}.Bytes(bigSize)
 	go func() {
 		<-reached
 		f.h.SetContent(bytes.NewReader(v2), bigSize, `"v2"`, time.Now())
+		close(hold) // the cut segment is asked for again only after the change
 	}()
 	c := f.client()
 	c.Split = 4

@@ -23,13 +23,15 @@ import (
 func TestSHA256WrongResumeWithinRun(t *testing.T) {
 	t.Parallel()
 	s := newServer(t, fileSize)
-	reached := make(chan struct{})
-	s.h.Plan(downloadtest.Step{Cut: true, After: 300_000, Reached: reached})
+	reached, hold := make(chan struct{}), make(chan struct{})
+	s.h.Plan(downloadtest.Step{Cut: true, After: 300_000, Reached: reached, Hold: hold})
 	v2 := downloadtest.Pattern{Seed: 42}.Bytes(fileSize)
 	go func() {
 		<-reached
-		// Same ETag, other bytes: the resume splices two versions.
+		// Same ETag, other bytes: the resume splices two versions. The
+		// cut waits for the switch.
 		s.h.SetContent(bytes.NewReader(v2), fileSize, `"v1"`, time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
+		close(hold)
 	}()
 	sum := sha256.Sum256(v2)
 	dir := t.TempDir()

@@ -55,29 +55,34 @@ func TestMeterStalled(t *testing.T) {
 }
 
 // Defect 8: in plain lines, bytes kept from before are not speed: the
-// lines after a resume show the transfer's rate, never the offset's.
+// lines after a resume of 31 MiB show the transfer's rate (512 KiB/s),
+// never the offset's (31 MiB in a second). The bound leaves room for a
+// loaded machine that reads a socket's buffered bytes late.
 func TestLinesRateAfterResume(t *testing.T) {
 	t.Parallel()
-	s := newServer(t, 4<<20)
-	s.h.Plan(downloadtest.Step{Cut: true, After: 3 << 20})
+	s := newServer(t, 32<<20)
+	s.h.Plan(downloadtest.Step{Cut: true, After: 31 << 20})
 	dir := t.TempDir()
 	if code, _, stderr := run(t, t.Context(), s, "-dir", dir, "-retries", "0", s.srv.URL+"/f.bin"); code != exitFailed {
 		t.Fatalf("exit %d\n%s", code, stderr)
 	}
 	s.h.SetRate(512 << 10) // 2 s for the last MiB
 	var stderr syncBuffer
-	m := &Main{Stderr: &stderr, Transport: s.srv.Client().Transport, Progress: 200 * time.Millisecond}
+	m := &Main{Stderr: &stderr, Transport: s.srv.Client().Transport, Progress: time.Second}
 	if code := m.Run(t.Context(), []string{"-dir", dir, s.srv.URL + "/f.bin"}); code != exitOK {
 		t.Fatalf("exit %d\n%s", code, stderr.String())
 	}
-	rates := regexp.MustCompile(`\(\d+%\), ([\d.]+) (B|KiB|MiB)/s`).FindAllStringSubmatch(stderr.String(), -1)
+	if !strings.Contains(stderr.String(), "resuming at 31.0 MiB") {
+		t.Fatalf("no resume in\n%s", stderr.String())
+	}
+	rates := regexp.MustCompile(`\(\d+%\), ([\d.]+) (B|KiB|MiB|GiB)/s`).FindAllStringSubmatch(stderr.String(), -1)
 	if len(rates) == 0 {
 		t.Fatalf("no progress line in\n%s", stderr.String())
 	}
 	for _, r := range rates {
 		v, _ := strconv.ParseFloat(r[1], 64)
-		if r[2] == "MiB" && v >= 2 {
-			t.Errorf("line shows %s %s/s: the resumed 3 MiB counted as speed\n%s", r[1], r[2], stderr.String())
+		if r[2] == "MiB" && v >= 16 || r[2] == "GiB" {
+			t.Errorf("line shows %s %s/s: the resumed 31 MiB counted as speed\n%s", r[1], r[2], stderr.String())
 		}
 	}
 	if strings.Contains(stderr.String(), " -") {

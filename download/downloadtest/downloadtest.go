@@ -51,6 +51,11 @@ type Step struct {
 	// Reached, when not nil, is closed once After bytes were sent (before
 	// the cut or stall).
 	Reached chan struct{}
+
+	// Hold, when not nil, delays the cut or stall after Reached until it
+	// is closed: what a test does meanwhile (say, SetContent) happens
+	// before the client can notice the cut.
+	Hold chan struct{}
 }
 
 // Request is what the handler saw of one request.
@@ -284,6 +289,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rc.Flush()
 	if step.Reached != nil {
 		close(step.Reached)
+	}
+	if step.Hold != nil {
+		select {
+		case <-step.Hold:
+		case <-r.Context().Done():
+			return
+		case <-h.closed:
+			return
+		}
 	}
 	if step.Cut {
 		conn, _, err := rc.Hijack()
