@@ -9,6 +9,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net"
 	"os"
 	"os/signal"
 	"runtime"
@@ -51,7 +52,18 @@ func main() {
 	flag.DurationVar(&c.window, "window", 75*time.Second, "how long to wait, after reconnecting, for a cut-off worker to obey the cancel")
 	flag.DurationVar(&c.riverCooldown, "river-cooldown", time.Millisecond, "also measure River's throughput with this FetchCooldown (its minimum is 1ms; 0: do not)")
 	systems := flag.String("systems", "river,asynq,taskd", "systems to measure, comma-separated")
+	freePort := flag.Bool("free-port", false, "print a free TCP port on 127.0.0.1 and exit (for bench/tasks.sh)")
 	flag.Parse()
+	if *freePort {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "taskbench:", err)
+			os.Exit(1)
+		}
+		fmt.Println(ln.Addr().(*net.TCPAddr).Port)
+		ln.Close()
+		return
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 	if err := run(ctx, c, strings.Split(*systems, ",")); err != nil {
