@@ -724,6 +724,9 @@ func (r *Runner) execute(rt *running, f Func) (*Task, string, error) {
 	}
 	if handedBack {
 		attrs = append(attrs, "handed_back", true)
+		if cause != nil {
+			attrs = append(attrs, "cause", cause.Error())
+		}
 	}
 	log.Info("task stopped", attrs...)
 	if r.cfg.OnStop != nil {
