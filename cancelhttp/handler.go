@@ -258,8 +258,24 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// The only full clock read (wall and monotonic): the end of the request
 	// is start plus time.Since(start), one monotonic read.
 	start := time.Now()
+	rq, stopLink := h.begin(w, r, start)
+	if rq == nil {
+		return // answered 400
+	}
+	// ServeHTTP's frame stays small: it is on the stack for as long as next
+	// runs, so its size counts once per in-flight request.
+	defer h.finish(r, rq, start, stopLink)
+	h.next.ServeHTTP(&rq.rw, r.WithContext(rq.src.Token()))
+}
+
+// begin sets the request up: its id, its timeout header, its Source and the
+// link to the original request context (stopLink removes it). It answers a
+// malformed timeout header with 400 and returns a nil request then.
+//
+//go:noinline
+func (h *handler) begin(w http.ResponseWriter, r *http.Request, start time.Time) (rq *request, stopLink func() bool) {
 	id, echo := requestID(r.Header)
-	rq := &request{parent: r.Context(), id: id}
+	rq = &request{parent: r.Context(), id: id}
 	rq.rw.ResponseWriter = w
 	if echo || h.config.responseID {
 		// Only then: calling w.Header() at all makes net/http clone the
@@ -272,7 +288,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		http.Error(&rq.rw, err.Error(), http.StatusBadRequest)
 		h.log(r, rq, time.Since(start), outcome{err: err})
-		return
+		return nil, nil
 	}
 
 	if r.ProtoMajor == 1 && len(r.TransferEncoding) > 0 {
@@ -295,38 +311,39 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// timer can make Err DeadlineExceeded.
 		rq.setDeadline(dl, nil)
 	}
-	stopLink := context.AfterFunc(rq.parent, rq.parentDone)
-	tok := rq.src.Token()
+	return rq, context.AfterFunc(rq.parent, rq.parentDone)
+}
 
-	defer func() {
-		v := recover()
-		d := time.Since(start)
-		end := start.Add(d) // keeps start's monotonic reading
-		stopLink()
-		o := outcome{panicked: v}
-		if v == http.ErrAbortHandler {
-			// A deliberate abort, not a failure.
-			o.panicked, o.aborted = nil, true
+// finish runs, deferred, when next returns or panics: it releases the
+// request and logs it, and re-panics with next's panic.
+func (h *handler) finish(r *http.Request, rq *request, start time.Time, stopLink func() bool) {
+	v := recover()
+	d := time.Since(start)
+	end := start.Add(d) // keeps start's monotonic reading
+	stopLink()
+	o := outcome{panicked: v}
+	if v == http.ErrAbortHandler {
+		// A deliberate abort, not a failure.
+		o.panicked, o.aborted = nil, true
+	}
+	tok := rq.src.Token()
+	if tok.IsCanceled() {
+		// Canceled before next returned, not by the race between a
+		// late cancellation and the return.
+		if at, ok := rq.cancelTime(); ok && !at.After(end) {
+			o.cause = tok.Cause()
+			o.stopLatency = end.Sub(at)
+			o.deadline = tok.Err() == context.DeadlineExceeded
 		}
-		if tok.IsCanceled() {
-			// Canceled before next returned, not by the race between a
-			// late cancellation and the return.
-			if at, ok := rq.cancelTime(); ok && !at.After(end) {
-				o.cause = tok.Cause()
-				o.stopLatency = end.Sub(at)
-				o.deadline = tok.Err() == context.DeadlineExceeded
-			}
-		}
-		// Release: the request is over. Canceling drops the links to the
-		// parents and frees the timer.
-		rq.canceledAt.CompareAndSwap(0, monotonic(end))
-		rq.src.Cancel()
-		h.log(r, rq, d, o)
-		if v != nil {
-			panic(v)
-		}
-	}()
-	h.next.ServeHTTP(&rq.rw, r.WithContext(tok))
+	}
+	// Release: the request is over. Canceling drops the links to the
+	// parents and frees the timer.
+	rq.canceledAt.CompareAndSwap(0, monotonic(end))
+	rq.src.Cancel()
+	h.log(r, rq, d, o)
+	if v != nil {
+		panic(v)
+	}
 }
 
 // outcome is what the access log says beyond the request itself.
