@@ -93,9 +93,13 @@ func (r *Registry) Names() []string {
 // logger, and progress reporting. Its methods are safe for concurrent use
 // by the goroutines the function starts.
 type Run struct {
-	task   *Task // as at the start of this attempt; never modified
-	logger *slog.Logger
-	rt     *running
+	task *Task // as at the start of this attempt; never modified
+	base *slog.Logger
+	node string
+	rt   *running
+
+	logOnce sync.Once
+	logger  *slog.Logger
 }
 
 // ID returns the task's id.
@@ -116,8 +120,15 @@ func (r *Run) Params(v any) error {
 	return json.Unmarshal(r.task.Params, v)
 }
 
-// Logger returns the runner's logger with the attribute task=<id>.
-func (r *Run) Logger() *slog.Logger { return r.logger }
+// Logger returns the runner's logger with the attributes task=<id>,
+// node and attempt: enough to tell runs apart in merged logs. It is made
+// on the first call.
+func (r *Run) Logger() *slog.Logger {
+	r.logOnce.Do(func() {
+		r.logger = r.base.With("task", r.task.ID, "node", r.node, "attempt", r.task.Attempt)
+	})
+	return r.logger
+}
 
 // Check returns nil while the task may go on, and its token's error
 // (context.Canceled or context.DeadlineExceeded, the reason in the

@@ -180,6 +180,7 @@ func TestRunScoped(t *testing.T) {
 		res <- out{tk, err}
 	}()
 	id := recvT(t, started, "scoped start")
+	waitState(t, s, id, task.Running) // recorded after ScopedRecordDelay
 	p, _ := r.Store().List(ctx, task.ListOptions{State: task.Running})
 	if len(p.Tasks) != 1 || p.Tasks[0].ID != id || !p.Tasks[0].RequestScoped || p.Tasks[0].Attempt != 1 {
 		t.Fatalf("running scoped task not listed: %+v", p.Tasks)
@@ -196,6 +197,7 @@ func TestRunScoped(t *testing.T) {
 		res <- out{tk, err}
 	}()
 	id = recvT(t, started, "second scoped start")
+	waitState(t, s, id, task.Running)
 	if _, err := r.Cancel(ctx, id, task.CancelRequest{Reason: "stop it"}); err != nil {
 		t.Fatal(err)
 	}
@@ -205,6 +207,33 @@ func TestRunScoped(t *testing.T) {
 	}
 	if _, _, err := r.RunScoped(ctx, task.Spec{Kind: "nope"}, wait); !errors.Is(err, task.ErrUnknownKind) {
 		t.Fatalf("unknown kind: %v", err)
+	}
+}
+
+// TestRunScopedShortNotRecorded: a request-scoped task that ends within
+// the record delay costs the store nothing, and still reports its end.
+func TestRunScopedShortNotRecorded(t *testing.T) {
+	t.Parallel()
+	cs := &countingStore{Store: openStore(t, newBucket())}
+	stopped := make(chan task.Stopped, 1)
+	r := startRunner(t, runnerOpts{store: cs, kinds: []task.Kind{task.LongRunning()}, onStop: func(st task.Stopped) { stopped <- st }})
+	ctx := deadlineCtx(t)
+	tk, res, err := r.RunScoped(ctx, task.Spec{Kind: "longrunning", Params: json.RawMessage(`{"iterations":1,"interval":"0s"}`)},
+		func(tok cancellation.Token, run *task.Run) (string, error) {
+			run.Progress(1, 1, "done")
+			return "quick", nil
+		})
+	if err != nil || res != "quick" || tk.State != task.Succeeded || tk.Progress.Done != 1 || !tk.RequestScoped {
+		t.Fatalf("RunScoped = %+v, %q, %v", tk, res, err)
+	}
+	if st := recvT(t, stopped, "OnStop"); st.Task.ID != tk.ID {
+		t.Fatalf("OnStop for %s", st.Task.ID)
+	}
+	if _, _, err := cs.Get(ctx, tk.ID); !errors.Is(err, task.ErrNotFound) {
+		t.Fatalf("short scoped task in the store: %v", err)
+	}
+	if n := cs.creates.Load() + cs.updates.Load(); n != 0 {
+		t.Fatalf("%d store writes for a short scoped task", n)
 	}
 }
 

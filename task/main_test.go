@@ -201,7 +201,13 @@ func waitState(t *testing.T, s task.Store, id string, want task.State) *task.Tas
 type countingStore struct {
 	task.Store
 	updates atomic.Int64
+	creates atomic.Int64
 	fail    atomic.Bool
+}
+
+func (c *countingStore) Create(ctx context.Context, t *task.Task) (*task.Task, uint64, error) {
+	c.creates.Add(1)
+	return c.Store.Create(ctx, t)
 }
 
 var errUnreachable = errors.New("store unreachable (test)")

@@ -16,11 +16,12 @@ import (
 
 // Defaults of [Config].
 const (
-	DefaultConcurrency      = 8
-	DefaultLease            = 10 * time.Second
-	DefaultRetention        = 24 * time.Hour
-	DefaultMaxAttempts      = 3
-	DefaultProgressInterval = 100 * time.Millisecond
+	DefaultConcurrency       = 8
+	DefaultLease             = 10 * time.Second
+	DefaultRetention         = 24 * time.Hour
+	DefaultMaxAttempts       = 3
+	DefaultProgressInterval  = 100 * time.Millisecond
+	DefaultScopedRecordDelay = 100 * time.Millisecond
 )
 
 // Config configures a [Runner]. Store and Kinds are required; the zero
@@ -50,6 +51,11 @@ type Config struct {
 	// Logger receives the runner's log lines (one per task start and
 	// stop). Default: slog.Default().
 	Logger *slog.Logger
+	// ScopedRecordDelay is how long a request-scoped task (RunScoped)
+	// runs before it is written to the store: one that ends sooner is never
+	// listed and costs no store write. Negative records at once (still
+	// without blocking RunScoped). Default DefaultScopedRecordDelay.
+	ScopedRecordDelay time.Duration
 	// OnStop, if set, is called once for every task this runner ran,
 	// after its final (or handed-back) record was written. It is called on
 	// the task's goroutine and must not block.
@@ -125,6 +131,9 @@ func NewRunner(cfg Config) (*Runner, error) {
 	}
 	if cfg.MaxAttempts <= 0 {
 		cfg.MaxAttempts = DefaultMaxAttempts
+	}
+	if cfg.ScopedRecordDelay == 0 {
+		cfg.ScopedRecordDelay = DefaultScopedRecordDelay
 	}
 	if cfg.ProgressInterval <= 0 {
 		cfg.ProgressInterval = DefaultProgressInterval
@@ -406,15 +415,23 @@ func (r *Runner) Cancel(ctx context.Context, id string, req CancelRequest) (*Tas
 // request, the task's timeout and a lost lease; not by Shutdown, which
 // waits for ctx to end it. RunScoped
 // blocks until f returned and the final record was written, and returns
-// that record with f's result and error. When the store cannot be written,
-// f still runs (the error is logged) and the record returned is nil.
-// Errors wrapping ErrUnknownKind or ErrInvalid, and ErrClosed, are
-// returned before f runs.
+// that record with f's result and error. The task is written to the store
+// only once it has run for Config.ScopedRecordDelay (100 ms): a shorter one
+// is never listed and costs no write (its record is still returned, and
+// OnStop and the stop log line still see it). When the store cannot be
+// written, f still runs (the error is logged).
+// spec.Params are recorded as given: f is the caller's own function, so
+// the kind's Check is not run; pass params normalized as the kind's Check
+// would. Errors wrapping ErrUnknownKind or ErrInvalid (a negative
+// timeout), and ErrClosed, are returned before f runs.
 func (r *Runner) RunScoped(ctx context.Context, spec Spec, f Func) (*Task, string, error) {
-	params, err := r.check(spec)
-	if err != nil {
-		return nil, "", err
+	if _, ok := r.cfg.Kinds.Lookup(spec.Kind); !ok {
+		return nil, "", fmt.Errorf("%w %q: known kinds are %v", ErrUnknownKind, spec.Kind, r.cfg.Kinds.Names())
 	}
+	if spec.Timeout < 0 {
+		return nil, "", fmt.Errorf("%w: timeout %v must not be negative", ErrInvalid, spec.Timeout)
+	}
+	params := spec.Params
 	r.mu.Lock()
 	if r.closed {
 		r.mu.Unlock()
@@ -435,17 +452,10 @@ func (r *Runner) RunScoped(ctx context.Context, spec Spec, f Func) (*Task, strin
 		rt.release()
 		return nil, "", ErrClosed
 	}
-	stored, rev, err := r.store.Create(ctx, t)
-	if err != nil {
-		r.unregister(rt)
-		rt.release()
-		r.log.Warn("task not recorded; running it untracked", "task", t.ID, "kind", t.Kind, "error", err)
-		src := cancellation.New(ctx)
-		defer src.Cancel()
-		res, err := safeRun(f, src.Token(), &Run{task: t, logger: r.log.With("task", t.ID)})
-		return nil, res, err
-	}
-	rt.rec, rt.rev = stored, rev
+	// Recorded only once it has run for ScopedRecordDelay: a request that
+	// ends sooner costs the store nothing.
+	rt.recordDone = make(chan struct{})
+	rt.recordT = time.AfterFunc(max(r.cfg.ScopedRecordDelay, 0), rt.record)
 	final, res, ferr := r.execute(rt, f)
 	return final, res, ferr
 }
@@ -639,11 +649,12 @@ func (r *Runner) sweepOnce(ctx context.Context) {
 func (r *Runner) execute(rt *running, f Func) (*Task, string, error) {
 	defer rt.release()
 	defer r.unregister(rt)
-	start := rt.rec.Clone()
+	rt.wmu.Lock() // a scoped task's record may be being written
+	start, recorded := rt.rec.Clone(), rt.rev != 0
+	rt.wmu.Unlock()
 	// Every line of this run, the function's included, names the task,
 	// the node and the attempt: enough to tell runs apart in merged logs.
-	log := r.log.With("task", rt.id, "node", r.cfg.Node, "attempt", start.Attempt)
-	rt.startRenewing()
+	run := &Run{task: start, base: r.log, node: r.cfg.Node, rt: rt}
 	if start.Timeout > 0 {
 		rt.src.CancelAfterCause(time.Duration(start.Timeout), &TimeoutError{Timeout: time.Duration(start.Timeout)})
 	}
@@ -651,9 +662,14 @@ func (r *Runner) execute(rt *running, f Func) (*Task, string, error) {
 		// Canceled between the claim's read and its write: never lose it.
 		rt.cancel(*start.Cancel)
 	}
-	log.Info("task started", "kind", start.Kind)
+	if recorded {
+		rt.startRenewing() // a scoped task starts renewing once recorded
+	}
+	if !start.RequestScoped {
+		run.Logger().Info("task started", "kind", start.Kind)
+	} // a request-scoped one logs its start when it is recorded
 	tok := rt.src.Token()
-	res, ferr := safeRun(f, tok, &Run{task: start, logger: log, rt: rt})
+	res, ferr := safeRun(f, tok, run)
 	var cause error
 	var latency time.Duration
 	canceled := tok.IsCanceled() && ferr != nil &&
@@ -662,6 +678,7 @@ func (r *Runner) execute(rt *running, f Func) (*Task, string, error) {
 		cause = context.Cause(tok)
 		latency = rt.stopLatency()
 	}
+	rt.stopRecording()
 	rt.stopRenewing()
 	handBack := canceled && !start.RequestScoped &&
 		(errors.Is(cause, ErrShuttingDown) || errors.Is(cause, ErrLeaseLost))
@@ -728,11 +745,15 @@ func (r *Runner) execute(rt *running, f Func) (*Task, string, error) {
 			attrs = append(attrs, "cause", cause.Error())
 		}
 	}
-	log.Info("task stopped", attrs...)
+	if !start.RequestScoped || rt.rev != 0 {
+		// A request-scoped task too short to be recorded logs nothing
+		// more than its request does.
+		run.Logger().Info("task stopped", attrs...)
+	}
 	if r.cfg.OnStop != nil {
 		r.cfg.OnStop(Stopped{Task: final.Clone(), Cause: cause, StopLatency: latency, HandedBack: handedBack})
 	}
-	return final.Clone(), res, ferr
+	return final, res, ferr // rt and its records are not used after this
 }
 
 // safeRun calls f, turning a panic into an error (with the stack).

@@ -3,6 +3,7 @@ package task
 import (
 	"context"
 	"errors"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -45,8 +46,48 @@ type running struct {
 	flushWG   sync.WaitGroup
 	pclosed   bool
 
+	renewOnce sync.Once
 	renewStop chan struct{}
 	renewDone chan struct{}
+
+	// A request-scoped task is recorded by recordT (rev stays 0 until
+	// then: writes change rec in memory only); recordDone is closed when
+	// record has run or will never run.
+	recordT    *time.Timer
+	recordDone chan struct{}
+}
+
+// record writes a request-scoped task's record for the first time and
+// starts renewing its lease. It runs on recordT's goroutine.
+func (rt *running) record() {
+	defer close(rt.recordDone)
+	rt.wmu.Lock()
+	rt.leaseEnd.Store(monoNow() + int64(rt.r.cfg.Lease))
+	rt.lease.CancelAfterCause(rt.r.cfg.Lease, ErrLeaseLost)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(rt.ctx), rt.r.cfg.Lease)
+	stored, rev, err := rt.r.store.Create(ctx, rt.rec)
+	cancel()
+	if err != nil {
+		rt.r.log.Warn("task not recorded; it runs untracked", "task", rt.id, "kind", rt.rec.Kind, "error", err)
+	} else {
+		rt.rec, rt.rev = stored, rev
+		rt.r.log.Info("task started", "task", rt.id, "node", rt.node, "attempt", rt.attempt,
+			"kind", stored.Kind, "request_scoped", true)
+	}
+	rt.wmu.Unlock()
+	rt.startRenewing()
+}
+
+// stopRecording keeps a request-scoped task that has not been recorded yet
+// from being recorded, or waits until it was.
+func (rt *running) stopRecording() {
+	if rt.recordT == nil {
+		return
+	}
+	if rt.recordT.Stop() {
+		close(rt.recordDone)
+	}
+	<-rt.recordDone
 }
 
 // monoEpoch anchors monoNow: durations since it are read on the
@@ -58,7 +99,13 @@ func monoNow() int64 { return int64(time.Since(monoEpoch)) }
 func (r *Runner) newRunning(parent context.Context, t *Task) *running {
 	end := monoNow() + int64(r.cfg.Lease)
 	lease := cancellation.New(parent)
-	lease.CancelAfterCause(r.cfg.Lease, ErrLeaseLost)
+	if t.RequestScoped {
+		// Nobody else knows of the task until it is recorded: its lease
+		// starts then (see record).
+		end = math.MaxInt64
+	} else {
+		lease.CancelAfterCause(r.cfg.Lease, ErrLeaseLost)
+	}
 	rt := &running{r: r, id: t.ID, scoped: t.RequestScoped, ctx: parent, lease: lease, src: cancellation.New(lease.Token()), rec: t,
 		node: r.cfg.Node, attempt: t.Attempt}
 	rt.leaseEnd.Store(end)
@@ -118,6 +165,15 @@ func (rt *running) write(change func(*Task) bool) *Task {
 	defer rt.wmu.Unlock()
 	ctx := context.WithoutCancel(rt.ctx)
 	t, rev := rt.rec.Clone(), rt.rev
+	if rev == 0 {
+		// Not recorded (yet): a request-scoped task keeps its record in
+		// memory.
+		if !rt.owns(t) || !change(t) {
+			return nil
+		}
+		rt.rec = t
+		return t
+	}
 	for attempt := 0; ; attempt++ {
 		if !rt.owns(t) || !change(t) {
 			return nil
@@ -214,6 +270,10 @@ func (rt *running) finalProgress() *Progress {
 // re-arms the lease timer for a full lease measured from before the write,
 // so the timer fires before any other node can see the lease as ended.
 func (rt *running) startRenewing() {
+	rt.renewOnce.Do(rt.renew)
+}
+
+func (rt *running) renew() {
 	rt.renewStop = make(chan struct{})
 	rt.renewDone = make(chan struct{})
 	go func() {
@@ -247,6 +307,10 @@ func (rt *running) startRenewing() {
 }
 
 func (rt *running) stopRenewing() {
+	rt.renewOnce.Do(func() {}) // never start after this
+	if rt.renewStop == nil {
+		return // never started
+	}
 	close(rt.renewStop)
 	<-rt.renewDone
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -11,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"time"
 
@@ -206,7 +206,10 @@ func (h *taskHandler) runAsTask(tok cancellation.Token, log *slog.Logger, n int,
 		done, err := h.run(tok, log, n, interval)
 		return tok, done, err
 	}
-	params, _ := json.Marshal(task.LongRunningParams{Iterations: n, Interval: task.Duration(interval)})
+	// The params as the longrunning kind normalizes them, without a JSON
+	// round trip: {"iterations":n,"interval":"1s"}.
+	params := strconv.AppendInt([]byte(`{"iterations":`), int64(n), 10)
+	params = append(append(append(params, `,"interval":"`...), interval.String()...), `"}`...)
 	var (
 		done    int
 		err     error

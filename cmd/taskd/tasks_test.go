@@ -155,11 +155,12 @@ func TestSeedClientDisconnected(t *testing.T) {
 }
 
 // TestSeedCompletes: the seed's answer and step lines stay, with the task
-// id on each step line, and the task ends succeeded with its progress.
+// id on each step line, and the task (long enough to be recorded) ends
+// succeeded with its progress.
 func TestSeedCompletes(t *testing.T) {
 	t.Parallel()
 	d := startTaskd(t)
-	r := testlog.Recv(t, "the seed's answer", getAsync(t, d.URL+"/longrunningtask?iterations=2&interval=1ms", "seed-ok"))
+	r := testlog.Recv(t, "the seed's answer", getAsync(t, d.URL+"/longrunningtask?iterations=2&interval=100ms", "seed-ok"))
 	if r.code != 200 || strings.TrimSpace(r.body) != completedMessage {
 		t.Fatalf("seed answered %d %q", r.code, r.body)
 	}
