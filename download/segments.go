@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"sync"
+	"time"
 
 	"github.com/go-cancellation/cancellation"
 )
@@ -88,7 +89,10 @@ func (j *job) runSegments(first *firstStream) (bool, error) {
 	j.emitStarted(j.written, min(n, j.connsPossible(s)))
 	j.mu.Unlock()
 
-	var wg sync.WaitGroup
+	var wg, workers sync.WaitGroup
+	// Store the progress every second, so that a crash or a kill keeps
+	// most of it (the .meta never claims bytes not yet written).
+	wg.Go(func() { s.checkpoint(metaEvery) })
 	for i := range n {
 		var fs *firstStream
 		var sp *seg
@@ -100,16 +104,13 @@ func (j *job) runSegments(first *firstStream) (bool, error) {
 			unreg := context.AfterFunc(s.stop.Token(), fs.cn.stop)
 			defer unreg()
 		}
-		wg.Go(func() { s.work(fs, sp) })
+		workers.Go(func() { s.work(fs, sp) })
 	}
+	workers.Wait()
+	s.stop.Cancel() // ends checkpoint
 	wg.Wait()
 
-	j.meta.Missing = j.meta.Missing[:0]
-	for _, sp := range s.spans {
-		if sp.pos < sp.end {
-			j.meta.Missing = append(j.meta.Missing, span{sp.pos, sp.end})
-		}
-	}
+	j.meta.Missing = s.missing()
 	if len(j.meta.Missing) == 0 {
 		j.meta.Missing = nil
 		return true, nil
@@ -131,6 +132,43 @@ func (j *job) runSegments(first *firstStream) (bool, error) {
 		err = errors.New("segments stopped early")
 	}
 	return false, err
+}
+
+// metaEvery is how often the progress of segments is stored.
+const metaEvery = time.Second
+
+// missing returns the ranges not downloaded yet; j.mu must not be held.
+func (s *segments) missing() []span {
+	s.j.mu.Lock()
+	defer s.j.mu.Unlock()
+	var m []span
+	for _, sp := range s.spans {
+		if sp.pos < sp.end {
+			m = append(m, span{sp.pos, sp.end})
+		}
+	}
+	return m
+}
+
+// checkpoint stores the missing ranges in the .meta every so often until
+// the segments stop. Only bytes already written count as downloaded
+// (seg.pos moves after the write), so the .meta is never ahead of the
+// .part.
+func (s *segments) checkpoint(every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	stored := s.j.meta
+	for {
+		select {
+		case <-s.stop.Token().Done():
+			return
+		case <-t.C:
+		}
+		stored.Missing = s.missing()
+		if len(stored.Missing) > 0 {
+			writeMeta(s.j.metaPath(), &stored) // best effort: the final save reports errors
+		}
+	}
 }
 
 // connsPossible is how many connections the missing ranges allow.

@@ -241,3 +241,44 @@ func TestSplitMemory(t *testing.T) {
 		t.Errorf("%d requests at once", n)
 	}
 }
+
+// TestSplitKilled: the progress of segments is stored as they go, so a
+// kill -9 (or a second Ctrl-C, which exits at once) loses at most about a
+// second of it; the next run resumes from there, byte for byte.
+func TestSplitKilled(t *testing.T) {
+	t.Parallel()
+	s := newServer(t, 8<<20)
+	s.h.SetRate(1 << 20) // 2 s for each of the 4 segments
+	dir := t.TempDir()
+	args := []string{"-split", "4", s.srv.URL + "/big.bin"}
+	cmd, _ := startBinary(t, dir, args...)
+	meta := filepath.Join(dir, "big.bin.part.meta")
+	deadline := time.Now().Add(20 * time.Second)
+	var kept int64
+	for kept < 1<<20 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond) // polling the file, bounded
+		var m struct {
+			Size    int64    `json:"size"`
+			Missing []string `json:"missing"`
+		}
+		if b, err := os.ReadFile(meta); err == nil && json.Unmarshal(b, &m) == nil && len(m.Missing) > 0 {
+			kept = m.Size
+			for _, r := range m.Missing {
+				a, z, _ := strings.Cut(r, "-")
+				first, _ := strconv.ParseInt(a, 10, 64)
+				last, _ := strconv.ParseInt(z, 10, 64)
+				kept -= last + 1 - first
+			}
+		}
+	}
+	if kept < 1<<20 {
+		t.Fatalf("the .meta never recorded 1 MiB of progress (%d bytes)", kept)
+	}
+	cmd.Process.Kill()
+	cmd.Wait()
+	code, _, out := runBinary(t, dir, nil, args...)
+	if code != exitOK || !strings.Contains(out, "big.bin: resuming at ") {
+		t.Fatalf("exit %d\n%s", code, out)
+	}
+	checkFile(t, filepath.Join(dir, "big.bin"), s.data)
+}
