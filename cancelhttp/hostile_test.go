@@ -1,7 +1,6 @@
 package cancelhttp_test
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -202,12 +201,7 @@ func TestReadTimeoutBoundsBodyNotHandler(t *testing.T) {
 	}
 	defer c.Close()
 	io.WriteString(c, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nonly a part")
-	c.SetReadDeadline(time.Now().Add(testlog.TimeLeft(t)))
-	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
+	resp := testlog.ReadResponse(t, c)
 	if resp.StatusCode != http.StatusRequestTimeout || !resp.Close {
 		t.Errorf("slow body: %d, close %v; want 408 and the connection closed", resp.StatusCode, resp.Close)
 	}

@@ -104,12 +104,7 @@ func TestBinaryLargeBody(t *testing.T) {
 			t.Parallel()
 			c := rawConn(t, d.Addr)
 			go io.WriteString(c, "GET /longrunningtask?iterations=1&interval=1h HTTP/1.1\r\nHost: t\r\nX-Request-Id: big\r\n"+tt.hdr)
-			c.SetReadDeadline(time.Now().Add(testlog.TimeLeft(t)))
-			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			resp.Body.Close()
+			resp := testlog.ReadResponse(t, c)
 			if resp.StatusCode != http.StatusRequestEntityTooLarge || !resp.Close {
 				t.Errorf("status %d, close %v; want 413 and the connection closed", resp.StatusCode, resp.Close)
 			}

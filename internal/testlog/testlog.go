@@ -3,7 +3,7 @@
 // slog.JSONHandler writes and lets a test wait for one, and helpers that
 // wait no longer than the test may ([TimeLeft], [Recv]) or play clients
 // ([RawGet] goes away by closing its connection, [DoAsync] sends in the
-// background).
+// background, [ReadResponse] reads the answer to a raw request).
 //
 // Everything here is safe for concurrent use. The functions that take a
 // *testing.T fail the test with t.Fatalf or t.Fatal, so call them from the
@@ -11,9 +11,11 @@
 package testlog
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -226,4 +228,20 @@ func DoAsync(client *http.Client, req *http.Request) <-chan error {
 		errc <- err
 	}()
 	return errc
+}
+
+// ReadResponse reads one HTTP/1.1 response from c, waiting no longer than
+// [TimeLeft], and returns it with its body read and closed. It fails the
+// test (t.Fatal) when no response can be read; call it from the test's
+// goroutine. It is for tests that write raw requests on c.
+func ReadResponse(t *testing.T, c net.Conn) *http.Response {
+	t.Helper()
+	c.SetReadDeadline(time.Now().Add(TimeLeft(t)))
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp
 }
