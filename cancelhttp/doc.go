@@ -48,11 +48,15 @@
 //     handler is running is not noticed until that handler returns (net/http
 //     stops watching once it has read a byte of the next request); bound
 //     such handlers' work.
-//   - net/http removes a Content-Length sent along with Transfer-Encoding
-//     before any handler sees the request, so the middleware cannot refuse
-//     that ambiguous framing; it closes the connection after every HTTP/1
-//     request with a Transfer-Encoding instead, as RFC 9112 requires for the
-//     ambiguous case, so a request smuggled behind one is never served.
+//   - A request with both Content-Length and Transfer-Encoding (the shape
+//     of request smuggling) is answered 400 and its connection closed.
+//     net/http removes the Content-Length before any handler sees the
+//     request, so [Handler] finds it in the raw bytes [Serve] saw; that
+//     works when the request line and headers arrived in one read, as
+//     clients and proxies send them. Otherwise, and without Serve, the
+//     request is served as chunked, and the connection is still closed
+//     after it, as after every HTTP/1 request with a Transfer-Encoding, so
+//     a request smuggled behind it is never read.
 //   - Every function and method of the package is safe for concurrent use.
 //     None blocks except [Serve] (until the server stops) and
 //     Transport.RoundTrip (while the request is in flight).

@@ -114,8 +114,10 @@ func WithResponseRequestID() Option {
 //     return. Durations are milliseconds, as floats; strings from the
 //     request are cut to 1 KiB;
 //   - on an HTTP/1 request with a Transfer-Encoding, sets Connection: close
-//     on the response, so net/http closes the connection after it (see the
-//     package documentation on request smuggling);
+//     on the response, so net/http closes the connection after it, and,
+//     under [Serve], answers 400 without calling next when the request also
+//     had a Content-Length (see the package documentation on request
+//     smuggling);
 //     A 5xx or a panic is logged at level Error, the rest at Info (a
 //     handler that aborts with http.ErrAbortHandler is logged with
 //     aborted=true).
@@ -292,11 +294,16 @@ func (h *handler) begin(w http.ResponseWriter, r *http.Request, start time.Time)
 	}
 
 	if r.ProtoMajor == 1 && len(r.TransferEncoding) > 0 {
-		// net/http has removed a Content-Length sent along with
-		// Transfer-Encoding, so the two cannot be told apart here; RFC 9112
-		// requires closing the connection after answering the ambiguous
-		// one, which also drops any request smuggled after it.
+		// RFC 9112 requires closing the connection after answering a
+		// request with both Transfer-Encoding and Content-Length, which
+		// drops any request smuggled after it. net/http has removed the
+		// Content-Length; under Serve the raw headers tell (usually).
 		w.Header().Set("Connection", "close")
+		if wc, _ := rq.parent.Value(connKey{}).(*watchConn); wc != nil && wc.sentContentLength(r) {
+			http.Error(&rq.rw, errAmbiguousFraming.Error(), http.StatusBadRequest)
+			h.log(r, rq, time.Since(start), outcome{err: errAmbiguousFraming})
+			return nil, nil
+		}
 	}
 
 	rq.src = cancellation.New(rq)
@@ -414,6 +421,10 @@ func (h *handler) log(r *http.Request, rq *request, d time.Duration, o outcome) 
 	}
 	h.config.logger.LogAttrs(ctx, level, "request", attrs[:n]...)
 }
+
+// errAmbiguousFraming answers a request with both Content-Length and
+// Transfer-Encoding.
+var errAmbiguousFraming = errors.New("request has both Content-Length and Transfer-Encoding: send one of them")
 
 // Cancellation kinds of the access log's canceled attribute.
 const (

@@ -267,3 +267,31 @@ func TestRequestDeadlines(t *testing.T) {
 		t.Error("SetRequestDeadline without a request token reported true")
 	}
 }
+
+// TestHandlerRefusesContentLengthWithTransferEncoding: also as the second
+// request of a keep-alive connection, and in lower case.
+func TestHandlerRefusesContentLengthWithTransferEncoding(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		io.WriteString(w, "served")
+	}), serverConfig{})
+	c, err := net.Dial("tcp", srv.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, "GET /first HTTP/1.1\r\nHost: x\r\n\r\n")
+	if resp := testlog.ReadResponse(t, c); resp.StatusCode != 200 || resp.Close {
+		t.Fatalf("first request: %d, close %v", resp.StatusCode, resp.Close)
+	}
+	io.WriteString(c, "POST /second HTTP/1.1\r\nHost: x\r\ncontent-length: 5\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n")
+	resp := testlog.ReadResponse(t, c)
+	if resp.StatusCode != http.StatusBadRequest || !resp.Close {
+		t.Errorf("second request: %d, close %v; want 400 and the connection closed", resp.StatusCode, resp.Close)
+	}
+	r := srv.Logs.Wait(t, "access log", func(r testlog.Record) bool { return r.Str("path") == "/second" })
+	if r.Num("status") != 400 || !strings.Contains(r.Str("error"), "Content-Length and Transfer-Encoding") {
+		t.Errorf("access log %v", r)
+	}
+}

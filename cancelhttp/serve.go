@@ -119,6 +119,17 @@ func Serve(ctx context.Context, srv *http.Server, ln net.Listener, opts ...Serve
 	srv.BaseContext = func(net.Listener) context.Context { return base }
 	if srv.TLSConfig == nil {
 		ln = &watchListener{Listener: ln, log: cfg.logger}
+		// Handler finds the connection here (see watchConn.sentContentLength).
+		prev := srv.ConnContext
+		srv.ConnContext = func(ctx context.Context, c net.Conn) context.Context {
+			if prev != nil {
+				ctx = prev(ctx, c)
+			}
+			if wc, ok := c.(*watchConn); ok {
+				ctx = context.WithValue(ctx, connKey{}, wc)
+			}
+			return ctx
+		}
 	}
 
 	served := make(chan error, 1)

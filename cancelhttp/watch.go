@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"strconv"
 	"sync/atomic"
@@ -50,12 +51,31 @@ type watchConn struct {
 	pending  atomic.Int64
 	timedOut atomic.Bool // a read timed out while pending > 0
 	closed   atomic.Bool
+	// last is what the last read returned, in net/http's own buffer (no
+	// copy), with the reads just before it that filled the same buffer
+	// contiguously: the raw bytes of the request being served, when its
+	// request line and headers arrived together (see sentContentLength).
+	last []byte
 }
+
+// connKey is the context key under which Serve's ConnContext stores the
+// *watchConn of a connection.
+type connKey struct{}
 
 var h2Preface = []byte("PRI * HTTP/2.0\r\n")
 
 func (c *watchConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
+	if n > 0 {
+		if l := len(c.last); l > 0 && cap(c.last) > l && &c.last[:l+1][l] == &p[0] {
+			// Read into the buffer right after the last read (net/http
+			// peeks at a connection's first bytes for the HTTP/2 preface
+			// in a read of their own): keep both.
+			c.last = c.last[:l+n]
+		} else {
+			c.last = p[:n]
+		}
+	}
 	pending := c.pending.Load()
 	if pending < 0 {
 		return n, err
@@ -69,6 +89,34 @@ func (c *watchConn) Read(p []byte) (int, error) {
 		c.timedOut.Store(true)
 	}
 	return n, err
+}
+
+// sentContentLength reports whether the raw header block of r, an HTTP/1
+// request net/http has just parsed (with a Transfer-Encoding, so it removed
+// any Content-Length), had a Content-Length line. It finds the block in the
+// bytes of the last read, which is where it is when the request line and
+// headers arrived together, as clients and proxies send them; when they did
+// not, it reports false. Call it from the handler's goroutine before the
+// body is read: net/http reads nothing else then.
+func (c *watchConn) sentContentLength(r *http.Request) bool {
+	line := r.Method + " " + r.RequestURI + " " + r.Proto + "\r\n"
+	i := bytes.Index(c.last, []byte(line))
+	if i < 0 {
+		return false
+	}
+	hdr := c.last[i+len(line):]
+	end := bytes.Index(hdr, []byte("\r\n\r\n"))
+	if end < 0 {
+		return false
+	}
+	for hdr = hdr[:end+2]; len(hdr) > 0; {
+		l, rest, _ := bytes.Cut(hdr, []byte("\n"))
+		hdr = rest
+		if name, _, ok := bytes.Cut(l, []byte(":")); ok && bytes.EqualFold(bytes.TrimSpace(name), []byte("Content-Length")) {
+			return true
+		}
+	}
+	return false
 }
 
 // errorHeaders is what net/http writes between the status line and the body

@@ -116,24 +116,37 @@ func TestBinaryLargeBody(t *testing.T) {
 }
 
 // TestBinarySmuggling: a request with both Content-Length and
-// Transfer-Encoding is answered once and its connection closed, so a
+// Transfer-Encoding is refused with 400 and its connection closed, so a
 // request hidden in it (for a front end that framed it by Content-Length)
-// is never served.
+// is never served. A request with a chunked body only is served, and its
+// connection closed after it too.
 func TestBinarySmuggling(t *testing.T) {
 	t.Parallel()
 	d := startBinary(t)
-	c := rawConn(t, d.Addr)
 	body := "0\r\n\r\nGET /longrunningtask?iterations=1&interval=0s HTTP/1.1\r\nHost: t\r\nX-Request-Id: smuggled\r\n\r\n"
-	send(t, c, fmt.Sprintf("GET /longrunningtask?iterations=1&interval=0s HTTP/1.1\r\nHost: t\r\nX-Request-Id: carrier\r\nContent-Length: %d\r\nTransfer-Encoding: chunked\r\n\r\n%s", len(body), body))
-	c.SetReadDeadline(time.Now().Add(testlog.TimeLeft(t)))
-	all, err := io.ReadAll(c) // until the server closes the connection
-	if err != nil {
-		t.Fatal(err)
+	for _, tt := range []struct {
+		name, framing string
+		status        int
+	}{
+		{"content-length and chunked", fmt.Sprintf("Content-Length: %d\r\nTransfer-Encoding: chunked\r\n", len(body)), 400},
+		{"lower case, chunked first", fmt.Sprintf("transfer-encoding: chunked\r\ncontent-length: %d\r\n", len(body)), 400},
+		{"chunked only", "Transfer-Encoding: chunked\r\n", 200},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c := rawConn(t, d.Addr)
+			send(t, c, "GET /longrunningtask?iterations=1&interval=0s HTTP/1.1\r\nHost: t\r\nX-Request-Id: carrier\r\n"+tt.framing+"\r\n"+body)
+			c.SetReadDeadline(time.Now().Add(testlog.TimeLeft(t)))
+			all, err := io.ReadAll(c) // until taskd closes the connection
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n := strings.Count(string(all), "HTTP/1.1 "); n != 1 ||
+				!strings.HasPrefix(string(all), fmt.Sprintf("HTTP/1.1 %d ", tt.status)) || !strings.Contains(string(all), "Connection: close") {
+				t.Errorf("got %d answers, want one %d with Connection: close:\n%s", n, tt.status, all)
+			}
+		})
 	}
-	if n := strings.Count(string(all), "HTTP/1.1 "); n != 1 || !strings.Contains(string(all), "Connection: close") {
-		t.Errorf("%d answers, want 1 with Connection: close:\n%s", n, all)
-	}
-	d.Logs.Wait(t, "carrier", msgID("request", "carrier"))
+	d.Logs.WaitN(t, "carriers", 3, msgID("request", "carrier"))
 	if n := d.Logs.Count(msgID("request", "smuggled")); n != 0 {
 		t.Errorf("the smuggled request was served")
 	}
