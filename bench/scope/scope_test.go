@@ -5,6 +5,7 @@ package scope
 import (
 	"context"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -57,9 +58,9 @@ var groups = []group{
 
 // BenchmarkGo reports ns per goroutine run in a group (Go + run + a share
 // of the group's creation and Wait) for each implementation as the metric
-// <impl>-ns/goroutine. Each iteration runs one batch with one
-// implementation, taking turns, so that all run under the same machine
-// load. limit=8 bounds the goroutines running at once.
+// <impl>-ns/goroutine: the median over its batches. Each iteration runs
+// one batch with one implementation, taking turns, so that all run under
+// the same machine load. limit=8 bounds the goroutines running at once.
 func BenchmarkGo(b *testing.B) {
 	for _, limit := range []int{-1, 8} {
 		name := "unlimited"
@@ -71,8 +72,7 @@ func BenchmarkGo(b *testing.B) {
 			defer parent.Cancel()
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
-			total := make([]time.Duration, len(groups))
-			turns := make([]int, len(groups))
+			turns := make([][]time.Duration, len(groups))
 			b.ReportAllocs()
 			for i := range b.N {
 				k := i % len(groups)
@@ -80,12 +80,12 @@ func BenchmarkGo(b *testing.B) {
 				if err := groups[k].run(parent.Token(), ctx, limit); err != nil {
 					b.Fatal(err)
 				}
-				total[k] += time.Since(start)
-				turns[k]++
+				turns[k] = append(turns[k], time.Since(start))
 			}
 			for k, g := range groups {
-				if turns[k] > 0 {
-					b.ReportMetric(float64(total[k].Nanoseconds())/float64(turns[k]*batch), g.name+"-ns/goroutine")
+				if len(turns[k]) > 0 {
+					slices.Sort(turns[k])
+					b.ReportMetric(float64(turns[k][len(turns[k])/2].Nanoseconds())/batch, g.name+"-ns/goroutine")
 				}
 			}
 		})

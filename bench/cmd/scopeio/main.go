@@ -32,6 +32,7 @@ var rows = []row{
 	{"Scope.Go per goroutine vs conc pool", metric{"Go/unlimited", "scope-ns/goroutine"}, metric{"Go/unlimited", "conc-ns/goroutine"}, 0, 0},
 	{"Scope.Go per goroutine vs conc pool, limit 8", metric{"Go/limit=8", "scope-ns/goroutine"}, metric{"Go/limit=8", "conc-ns/goroutine"}, 0, 0},
 	{"cancelio.Reader Read 512 B vs bare pipe Read", metric{"PipeRead/size=512", "cancelio-ns/read"}, metric{"PipeRead/size=512", "bare-ns/read"}, 1.05, 0},
+	{"cancelio.Reader Read 4 KiB vs bare pipe Read", metric{"PipeRead/size=4096", "cancelio-ns/read"}, metric{"PipeRead/size=4096", "bare-ns/read"}, 1.05, 0},
 	{"cancelio.Reader Read 32 KiB vs bare pipe Read", metric{"PipeRead/size=32768", "cancelio-ns/read"}, metric{"PipeRead/size=32768", "bare-ns/read"}, 1.05, 0},
 	{"cancelio.Reader (stdlib ctx) Read 512 B vs bare", metric{"PipeRead/size=512", "cancelio-context-ns/read"}, metric{"PipeRead/size=512", "bare-ns/read"}, 1.05, 0},
 	{"goroutine-per-read wrapper 512 B vs bare", metric{"PipeReadPeer/size=512", "goroutine-ns/read"}, metric{"PipeReadPeer/size=512", "bare-ns/read"}, 0, 0},
