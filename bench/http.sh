@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
-# End-to-end benchmarks of package cancelhttp (stop latency after a client
-# disconnect or HTTP/2 stream reset; middleware requests/s against a bare
-# handler, medians of alternating rounds) and the printed table.
+# End-to-end benchmarks of package cancelhttp and the printed tables: memory
+# and goroutines per in-flight request against plain net/http; time from a
+# client leaving (closed connection with or without a body, chunked,
+# Expect: 100-continue, pipelined; HTTP/2 stream reset) to the handler's
+# return; middleware requests/s against plain net/http, medians of
+# alternating rounds.
 #
 #   bash bench/http.sh                      # 300 disconnects per mode, 31 rounds of 300ms
+#   GODEBUG=adaptivestackstart=0 bash bench/http.sh   # goroutine stacks without adaptive sizing
 #   bash bench/http.sh -rounds 15 -round 2s # flags go to bench/http/cmd/httpbench
 set -euo pipefail
 cd "$(dirname "$0")"

@@ -1,14 +1,17 @@
 // Package httpbench measures package cancelhttp end to end over loopback
 // TCP, with net/http on both sides, in one process:
 //
-//   - stop latency: the time from a client closing its connection (or
-//     resetting its HTTP/2 stream) to the return of a handler blocked in
-//     cancellation.Sleep on the request token;
-//   - middleware overhead: requests per second through cancelhttp.Handler
-//     against the same handler served bare, with the same Go load generator,
-//     in alternating rounds.
+//   - in-flight cost: heap, stacks and goroutines per in-flight HTTP/1.1
+//     request, cancelhttp against plain net/http (MeasureInFlight);
+//   - stop latency: the time from a client closing its connection (after a
+//     request with or without a body, chunked, with Expect: 100-continue or
+//     pipelined) or resetting its HTTP/2 stream to the return of a handler
+//     blocked in cancellation.Sleep on the request token;
+//   - middleware overhead: requests per second through cancelhttp.Serve and
+//     cancelhttp.Handler against the same handler served by plain net/http,
+//     with the same Go load generator, in alternating rounds.
 //
-// bench/http.sh runs both at full size and prints the table; the benchmarks
+// bench/http.sh runs them at full size and prints the tables; the benchmarks
 // in this package run them at smoke size (go test -bench . -benchtime 1x).
 package httpbench
 
