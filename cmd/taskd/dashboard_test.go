@@ -495,3 +495,39 @@ func TestDashboardCancelsSeedRequest(t *testing.T) {
 		t.Errorf("row %q does not show the reason %q", text, reason)
 	}
 }
+
+// dashSetHidden makes the page believe it is hidden or shown, as a switch
+// of browser tabs does.
+func dashSetHidden(t *testing.T, ctx context.Context, hidden bool) {
+	t.Helper()
+	dashRun(t, ctx, "switching the tab", chromedp.Evaluate[bool](`(() => {
+		Object.defineProperty(document, 'hidden', { configurable: true, get: () => `+map[bool]string{true: "true", false: "false"}[hidden]+` });
+		document.dispatchEvent(new Event('visibilitychange'));
+		return true;
+	})()`))
+}
+
+// A tab hidden for 10 s gives its event stream back to the server, and when
+// it is shown again it is live and shows what happened meanwhile.
+func TestDashboardHiddenTabPauses(t *testing.T) {
+	t.Parallel()
+	d := startTaskd(t)
+	ctx := browsertest.New(t, 1400, 1000)
+	client := h1Client(t)
+	dashDo(t, ctx, "opening the dashboard", chromedp.Navigate(d.URL+"/"),
+		chromedp.WaitVisible(chromedp.CSS(`#conn[data-conn="live"]`)),
+		chromedp.WaitReady(chromedp.CSS(`#tasks[aria-busy="false"]`)))
+
+	dashSetHidden(t, ctx, true)
+	d.Logs.Wait(t, "the event stream to end", func(r testlog.Record) bool {
+		return r.Str("msg") == "request" && r.Str("path") == "/events"
+	})
+	if conn := dashRun(t, ctx, "reading the connection state", chromedp.AttributeValue(chromedp.CSS(`#conn`), "data-conn")); conn.Value != "down" {
+		t.Errorf("connection state %q while paused, want down", conn.Value)
+	}
+	id := dashPost(t, client, d.URL, `{"kind":"longrunning","params":{"iterations":1,"interval":"0s"}}`)["id"].(string)
+
+	dashSetHidden(t, ctx, false)
+	dashPoll[string](t, ctx, "the task started while hidden, finished", dashStateOf, id, "succeeded")
+	dashDo(t, ctx, "waiting for the stream", chromedp.WaitVisible(chromedp.CSS(`#conn[data-conn="live"]`)))
+}

@@ -498,7 +498,7 @@
   // A tab hidden for a while gives its stream back, and takes it again
   // (listing the shown rows anew) when it is shown: a browser opens at most
   // six HTTP/1.1 connections to one server, and every open page holds one.
-  const PAUSE_AFTER_MS = 30000;
+  const PAUSE_AFTER_MS = 10000;
   let pauseTimer = 0;
   let paused = false;
 
