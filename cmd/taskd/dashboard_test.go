@@ -3,10 +3,13 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"image/png"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"strings"
 	"testing"
@@ -530,4 +533,41 @@ func TestDashboardHiddenTabPauses(t *testing.T) {
 	dashSetHidden(t, ctx, false)
 	dashPoll[string](t, ctx, "the task started while hidden, finished", dashStateOf, id, "succeeded")
 	dashDo(t, ctx, "waiting for the stream", chromedp.WaitVisible(chromedp.CSS(`#conn[data-conn="live"]`)))
+}
+
+// The form starts a download too: choosing the kind shows its fields (and
+// only its fields are required), and the row counts the bytes.
+func TestDashboardStartsDownload(t *testing.T) {
+	t.Parallel()
+	body := bytes.Repeat([]byte("cancellation "), 20000) // 260,000 bytes
+	files := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.ServeContent(w, r, "file.bin", time.Time{}, bytes.NewReader(body))
+	}))
+	t.Cleanup(files.Close)
+	d := startTaskd(t)
+	ctx := browsertest.New(t, 1400, 1000)
+	dashDo(t, ctx, "opening the dashboard", chromedp.Navigate(d.URL+"/"),
+		chromedp.WaitReady(chromedp.CSS(`#tasks[aria-busy="false"]`)))
+
+	sum := sha256.Sum256(body)
+	dashDo(t, ctx, "choosing the download kind", chromedp.SetValue(chromedp.CSS(`form#start-task select[name="kind"]`), "download"))
+	dashRun(t, ctx, "telling the form", chromedp.Evaluate[bool](
+		`document.querySelector('form#start-task select[name="kind"]').dispatchEvent(new Event('change', {bubbles: true}))`))
+	dashDo(t, ctx, "filling in a download",
+		chromedp.SendKeys(chromedp.CSS(`form#start-task input[name="url"]`), files.URL+"/file.bin"),
+		chromedp.SendKeys(chromedp.CSS(`form#start-task input[name="sha256"]`), hex.EncodeToString(sum[:])),
+		chromedp.Click(chromedp.CSS(`form#start-task button[type="submit"]`)))
+	id := dashPoll[string](t, ctx, "the download's row", `() => {
+		const r = document.querySelector('[data-task-id] [data-field="kind"]');
+		return r && r.textContent.startsWith('download') ? r.closest('[data-task-id]').dataset.taskId : '';
+	}`)
+	dashPoll[string](t, ctx, "the download to succeed", dashStateOf, id, "succeeded")
+	progress := dashRun(t, ctx, "reading the progress", chromedp.Text(chromedp.CSS(dashRow(id)+` [data-field="progress"]`)))
+	if progress != "253.9 KiB / 253.9 KiB" {
+		t.Errorf("progress %q, want 253.9 KiB / 253.9 KiB", progress)
+	}
+	task := dashGetTask(t, h1Client(t), d.URL, id)
+	if p, _ := task["params"].(map[string]any); p["url"] != files.URL+"/file.bin" || p["sha256"] != hex.EncodeToString(sum[:]) {
+		t.Errorf("params %v", task["params"])
+	}
 }
