@@ -268,6 +268,13 @@ func TestDashboardStartProgressCancel(t *testing.T) {
 	dashPoll[bool](t, ctx, "the canceled row hidden", `(id) =>
 		!document.querySelector('[data-task-id="' + id + '"]') &&
 		[...document.querySelectorAll('[data-field="state"]')].every(s => s.textContent === 'running')`, id)
+	empty := dashPoll[string](t, ctx, "the empty filter's message", `() => {
+		const e = document.getElementById('empty');
+		return !e.hidden && document.getElementById('tasks').getAttribute('aria-busy') === 'false' ? e.innerText.trim() : '';
+	}`)
+	if empty != "No task is running now." {
+		t.Errorf("empty filter says %q", empty)
+	}
 }
 
 // dashPost starts a task through the API and returns it.

@@ -411,6 +411,9 @@
 
   function refreshChrome() {
     els.empty.hidden = !view.listed || rowCount() > 0;
+    $('#empty-all').hidden = view.filter !== '';
+    $('#empty-filter').hidden = view.filter === '';
+    setText($('#empty-state'), view.filter);
     els.older.hidden = !moreOlder();
   }
 
