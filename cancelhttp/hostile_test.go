@@ -1,6 +1,7 @@
 package cancelhttp_test
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -269,29 +270,68 @@ func TestRequestDeadlines(t *testing.T) {
 }
 
 // TestHandlerRefusesContentLengthWithTransferEncoding: also as the second
-// request of a keep-alive connection, and in lower case.
+// request of a keep-alive connection (sent after the first answer, or
+// pipelined while the first handler runs, when net/http reads its first
+// byte on its own), and in lower case.
 func TestHandlerRefusesContentLengthWithTransferEncoding(t *testing.T) {
 	t.Parallel()
+	started := make(chan struct{}, 1)
+	proceed := make(chan struct{})
 	srv := startServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/wait" {
+			started <- struct{}{}
+			<-proceed
+		}
 		io.Copy(io.Discard, r.Body)
 		io.WriteString(w, "served")
 	}), serverConfig{})
-	c, err := net.Dial("tcp", srv.Addr)
-	if err != nil {
-		t.Fatal(err)
+	const ambiguous = "POST /second HTTP/1.1\r\nHost: x\r\ncontent-length: 5\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n"
+	check := func(name string, c net.Conn) {
+		t.Helper()
+		resp := testlog.ReadResponse(t, c)
+		if resp.StatusCode != http.StatusBadRequest || !resp.Close {
+			t.Errorf("%s: second request: %d, close %v; want 400 and the connection closed", name, resp.StatusCode, resp.Close)
+		}
 	}
-	defer c.Close()
+	dial := func() net.Conn {
+		c, err := net.Dial("tcp", srv.Addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+
+	c := dial()
 	io.WriteString(c, "GET /first HTTP/1.1\r\nHost: x\r\n\r\n")
 	if resp := testlog.ReadResponse(t, c); resp.StatusCode != 200 || resp.Close {
 		t.Fatalf("first request: %d, close %v", resp.StatusCode, resp.Close)
 	}
-	io.WriteString(c, "POST /second HTTP/1.1\r\nHost: x\r\ncontent-length: 5\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n")
-	resp := testlog.ReadResponse(t, c)
-	if resp.StatusCode != http.StatusBadRequest || !resp.Close {
-		t.Errorf("second request: %d, close %v; want 400 and the connection closed", resp.StatusCode, resp.Close)
+	io.WriteString(c, ambiguous)
+	check("after the first answer", c)
+
+	c = dial()
+	io.WriteString(c, "GET /wait HTTP/1.1\r\nHost: x\r\n\r\n")
+	testlog.Recv(t, "first handler", started)
+	io.WriteString(c, ambiguous)
+	close(proceed)
+	c.SetReadDeadline(time.Now().Add(testlog.TimeLeft(t)))
+	br := bufio.NewReader(c) // both answers may arrive in one read
+	for i, want := range []int{200, 400} {
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("pipelined answer %d: %v", i+1, err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != want || (want == 400 && !resp.Close) {
+			t.Errorf("pipelined answer %d: %d, close %v; want %d", i+1, resp.StatusCode, resp.Close, want)
+		}
 	}
-	r := srv.Logs.Wait(t, "access log", func(r testlog.Record) bool { return r.Str("path") == "/second" })
-	if r.Num("status") != 400 || !strings.Contains(r.Str("error"), "Content-Length and Transfer-Encoding") {
-		t.Errorf("access log %v", r)
+
+	for _, r := range srv.Logs.WaitN(t, "access logs", 2, func(r testlog.Record) bool { return r.Str("path") == "/second" }) {
+		if r.Num("status") != 400 || !strings.Contains(r.Str("error"), "Content-Length and Transfer-Encoding") {
+			t.Errorf("access log %v", r)
+		}
 	}
 }

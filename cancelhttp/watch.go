@@ -56,6 +56,11 @@ type watchConn struct {
 	// contiguously: the raw bytes of the request being served, when its
 	// request line and headers arrived together (see sentContentLength).
 	last []byte
+	// lead is the byte of a one-byte read just before last, if any: net/http
+	// reads the first byte of the next request on a keep-alive connection
+	// on its own when it arrives while the previous handler still runs.
+	lead    byte
+	hasLead bool
 }
 
 // connKey is the context key under which Serve's ConnContext stores the
@@ -73,6 +78,10 @@ func (c *watchConn) Read(p []byte) (int, error) {
 			// in a read of their own): keep both.
 			c.last = c.last[:l+n]
 		} else {
+			c.lead, c.hasLead = 0, false
+			if len(c.last) == 1 {
+				c.lead, c.hasLead = c.last[0], true
+			}
 			c.last = p[:n]
 		}
 	}
@@ -100,11 +109,14 @@ func (c *watchConn) Read(p []byte) (int, error) {
 // body is read: net/http reads nothing else then.
 func (c *watchConn) sentContentLength(r *http.Request) bool {
 	line := r.Method + " " + r.RequestURI + " " + r.Proto + "\r\n"
-	i := bytes.Index(c.last, []byte(line))
-	if i < 0 {
+	var hdr []byte
+	if i := bytes.Index(c.last, []byte(line)); i >= 0 {
+		hdr = c.last[i+len(line):]
+	} else if c.hasLead && c.lead == line[0] && bytes.HasPrefix(c.last, []byte(line[1:])) {
+		hdr = c.last[len(line)-1:]
+	} else {
 		return false
 	}
-	hdr := c.last[i+len(line):]
 	end := bytes.Index(hdr, []byte("\r\n\r\n"))
 	if end < 0 {
 		return false

@@ -233,7 +233,8 @@ func DoAsync(client *http.Client, req *http.Request) <-chan error {
 // ReadResponse reads one HTTP/1.1 response from c, waiting no longer than
 // [TimeLeft], and returns it with its body read and closed. It fails the
 // test (t.Fatal) when no response can be read; call it from the test's
-// goroutine. It is for tests that write raw requests on c.
+// goroutine. It is for tests that write raw requests on c and wait for
+// each answer before the next request (it reads with a buffer of its own).
 func ReadResponse(t *testing.T, c net.Conn) *http.Response {
 	t.Helper()
 	c.SetReadDeadline(time.Now().Add(TimeLeft(t)))
