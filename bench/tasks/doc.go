@@ -12,10 +12,11 @@
 //   - whether a cancel sent while the worker is cut off from its broker
 //     (a [Proxy] closed and reopened) is obeyed once it reconnects, or lost.
 //
-// taskd's broker is a NATS server with JetStream that [Taskd.Setup] embeds
-// in the harness's process. The peers' brokers are not started here: bench/tasks.sh starts a
-// throwaway Postgres (unix socket) and Redis (127.0.0.1, a free port) with
-// their data in a temporary directory and passes them in TASKBENCH_POSTGRES and TASKBENCH_REDIS ("unix:/path" or
+// taskd's broker is a NATS server with JetStream that [Taskd.Setup]
+// embeds in the harness's process. The peers' brokers are not started
+// here: bench/tasks.sh starts a throwaway Postgres (unix socket) and Redis
+// (127.0.0.1, a free port) with their data in a temporary directory and
+// passes them in TASKBENCH_POSTGRES and TASKBENCH_REDIS ("unix:/path" or
 // "tcp:host:port"). Without them the peer is unavailable ([ErrUnavailable])
 // and the benchmarks skip it.
 //
