@@ -56,7 +56,8 @@ type Config struct {
 	// listed and costs no store write. Negative records at once (still
 	// without blocking RunScoped). Default DefaultScopedRecordDelay.
 	ScopedRecordDelay time.Duration
-	// OnStop, if set, is called once for every task this runner ran,
+	// OnStop, if set, is called once for every task this runner ran
+	// (before its "task stopped" log line),
 	// after its final (or handed-back) record was written. It is called on
 	// the task's goroutine and must not block.
 	OnStop func(Stopped)
@@ -745,13 +746,13 @@ func (r *Runner) execute(rt *running, f Func) (*Task, string, error) {
 			attrs = append(attrs, "cause", cause.Error())
 		}
 	}
+	if r.cfg.OnStop != nil {
+		r.cfg.OnStop(Stopped{Task: final.Clone(), Cause: cause, StopLatency: latency, HandedBack: handedBack})
+	}
 	if !start.RequestScoped || rt.rev != 0 {
 		// A request-scoped task too short to be recorded logs nothing
 		// more than its request does.
 		run.Logger().Info("task stopped", attrs...)
-	}
-	if r.cfg.OnStop != nil {
-		r.cfg.OnStop(Stopped{Task: final.Clone(), Cause: cause, StopLatency: latency, HandedBack: handedBack})
 	}
 	return final, res, ferr // rt and its records are not used after this
 }

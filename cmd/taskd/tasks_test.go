@@ -11,6 +11,7 @@ import (
 
 	"github.com/go-cancellation/cancellation/internal/testlog"
 	"github.com/go-cancellation/cancellation/task"
+	"github.com/go-cancellation/cancellation/task/natsstore"
 )
 
 // apiDo sends a JSON request to taskd and decodes the answer into out.
@@ -235,6 +236,59 @@ func TestDataLocked(t *testing.T) {
 	err := (&Main{}).Run(t.Context(), []string{"-addr", "127.0.0.1:0", "-data", dir})
 	if err == nil || !strings.Contains(err.Error(), "in use by another taskd") {
 		t.Fatalf("second taskd on the same -data: %v", err)
+	}
+}
+
+// TestExternalNATS: with -nats taskd starts no server of its own and keeps
+// its tasks in the given one; two taskd on it are one cluster (a task
+// started on one is visible and cancelable on the other).
+func TestExternalNATS(t *testing.T) {
+	t.Parallel()
+	ns, err := natsstore.RunServer(natsstore.ServerOptions{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
+	a := startTaskd(t, "-nats", ns.ClientURL(), "-node", "a")
+	b := startTaskd(t, "-nats", ns.ClientURL(), "-node", "b")
+	var tk task.Task
+	if code := apiDo(t, "POST", a.URL+"/tasks", `{"kind":"longrunning","params":{"iterations":100,"interval":"100ms"}}`, &tk); code != 201 {
+		t.Fatalf("POST: %d", code)
+	}
+	waitTask(t, b.URL, tk.ID, func(t *task.Task) bool { return t.State == task.Running })
+	var canceled task.Task
+	if code := apiDo(t, "POST", b.URL+"/tasks/"+tk.ID+"/cancel", `{"reason":"from b"}`, &canceled); code != 202 {
+		t.Fatalf("cancel on b: %d", code)
+	}
+	final := waitTask(t, a.URL, tk.ID, func(t *task.Task) bool { return t.State.Final() })
+	if final.State != task.Canceled || final.Cancel.Via != "b" || final.Cause != "canceled: from b" {
+		t.Fatalf("final %+v", final)
+	}
+	for _, d := range []*taskd{a, b} {
+		if r := d.Logs.Wait(t, "tasks ready", func(r testlog.Record) bool { return r.Str("msg") == "tasks ready" }); r.Str("embedded_nats_data") != "no" {
+			t.Fatalf("started an embedded server with -nats: %v", r)
+		}
+	}
+}
+
+// TestMetricsClientDisconnected: the cancellation of a seed task whose
+// client left is counted under its own cause kind.
+func TestMetricsClientDisconnected(t *testing.T) {
+	t.Parallel()
+	d := startTaskd(t)
+	conn := testlog.RawGet(t, d.Addr, "/longrunningtask?iterations=50&interval=100ms", "gone")
+	tk := scopedTask(t, d.URL)
+	conn.Close()
+	waitTask(t, d.URL, tk.ID, func(t *task.Task) bool { return t.State.Final() })
+	d.Logs.Wait(t, "the task's stop", func(r testlog.Record) bool { return r.Str("msg") == "task stopped" && r.Str("task") == tk.ID })
+	_, body, _ := do(t, h1Client(t), "GET", d.URL+"/metrics", "m", nil)
+	for _, want := range []string{
+		`taskd_task_cancellations_total{cause="client_disconnected"} 1`,
+		`taskd_task_stop_latency_seconds_count{cause="client_disconnected"} 1`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("metrics lack %s", want)
+		}
 	}
 }
 
