@@ -15,6 +15,7 @@ import (
 
 	"github.com/go-cancellation/cancellation"
 	"github.com/go-cancellation/cancellation/internal/faultnet"
+	"github.com/go-cancellation/cancellation/internal/natstest"
 	"github.com/go-cancellation/cancellation/internal/testlog"
 	"github.com/go-cancellation/cancellation/task"
 	"github.com/go-cancellation/cancellation/task/natsstore"
@@ -115,7 +116,7 @@ func startNode(t testing.TB, addr, bucket, name string, o nodeOpts) *node {
 }
 
 // serverAddr is the host:port of the package's NATS server.
-func serverAddr() string { return strings.TrimPrefix(srv.ClientURL(), "nats://") }
+func serverAddr() string { return strings.TrimPrefix(natstest.URL(), "nats://") }
 
 // steps returns the params of a longrunning task of n steps of d.
 func steps(n int, d time.Duration) json.RawMessage {

@@ -7,46 +7,21 @@ import (
 	"testing"
 
 	"github.com/go-cancellation/cancellation/internal/doccheck"
+	"github.com/go-cancellation/cancellation/internal/natstest"
 	"github.com/go-cancellation/cancellation/task"
 	"github.com/go-cancellation/cancellation/task/natsstore"
 	"github.com/go-cancellation/cancellation/task/storetest"
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
-	"go.uber.org/goleak"
 )
 
-var srv *server.Server
-
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "natsstore-test-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	srv, err = natsstore.RunServer(natsstore.ServerOptions{Dir: dir})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	srv.Shutdown()
-	srv.WaitForShutdown()
-	os.RemoveAll(dir)
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintln(os.Stderr, "goleak:", err)
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(natstest.Main(m)) }
 
 var buckets atomic.Int64
 
 // newStore returns a Store on a bucket of its own, closed when t ends.
 func newStore(t *testing.T) *natsstore.Store {
 	t.Helper()
-	nc, err := nats.Connect(srv.ClientURL())
+	nc, err := nats.Connect(natstest.URL())
 	if err != nil {
 		t.Fatal(err)
 	}

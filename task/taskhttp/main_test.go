@@ -18,39 +18,14 @@ import (
 	"github.com/go-cancellation/cancellation"
 	"github.com/go-cancellation/cancellation/cancelhttp"
 	"github.com/go-cancellation/cancellation/internal/doccheck"
+	"github.com/go-cancellation/cancellation/internal/natstest"
 	"github.com/go-cancellation/cancellation/task"
 	"github.com/go-cancellation/cancellation/task/natsstore"
 	"github.com/go-cancellation/cancellation/task/taskhttp"
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
-	"go.uber.org/goleak"
 )
 
-var srv *server.Server
-
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "taskhttp-test-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	srv, err = natsstore.RunServer(natsstore.ServerOptions{Dir: dir})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	srv.Shutdown()
-	srv.WaitForShutdown()
-	os.RemoveAll(dir)
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintln(os.Stderr, "goleak:", err)
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(natstest.Main(m)) }
 
 func TestDocs(t *testing.T) { doccheck.Check(t, ".") }
 
@@ -87,7 +62,7 @@ type env struct {
 // cancelhttp's middleware.
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	nc, err := nats.Connect(srv.ClientURL())
+	nc, err := nats.Connect(natstest.URL())
 	if err != nil {
 		t.Fatal(err)
 	}
