@@ -302,3 +302,63 @@ func TestDownloadKind(t *testing.T) {
 		t.Fatalf("result %q", final.Result)
 	}
 }
+
+// TestDownloadResumesAfterHandBack: a download stopped by a drain keeps its
+// .part, and the task's next attempt resumes it with a Range request.
+func TestDownloadResumesAfterHandBack(t *testing.T) {
+	t.Parallel()
+	const half = 512 << 10
+	body := strings.Repeat("0123456789abcdef", 2*half/16)
+	ranges := make(chan string, 4)
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("ETag", `"v1"`)
+		if rg := r.Header.Get("Range"); rg != "" {
+			ranges <- rg
+			http.ServeContent(w, r, "big.bin", time.Unix(0, 0), strings.NewReader(body))
+			return
+		}
+		w.Header().Set("Content-Length", fmt.Sprint(len(body)))
+		w.Write([]byte(body[:half]))
+		http.NewResponseController(w).Flush()
+		<-r.Context().Done() // the rest never comes on the first attempt
+	}))
+	defer ts.Close()
+	dir := t.TempDir()
+	bucket := newBucket()
+	s := openStore(t, bucket)
+	kind := task.Download(dir, ts.Client())
+	a, _ := task.NewRunner(task.Config{Store: s, Kinds: task.NewRegistry(kind), Node: "node-a", Logger: discard()})
+	if err := a.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	ctx := deadlineCtx(t)
+	params, _ := json.Marshal(task.DownloadParams{URL: ts.URL + "/big.bin"})
+	tk, _, err := a.Submit(ctx, task.Spec{Kind: "download", Params: params})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Wait for the first half to be reported, then drain node a.
+	ch, _ := s.Watch(ctx, task.WatchOptions{ID: tk.ID, After: 1})
+	for ev := range ch {
+		if ev.Task != nil && ev.Task.Progress != nil && ev.Task.Progress.Done >= half {
+			break
+		}
+	}
+	if err := a.Shutdown(ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+	back, _, _ := s.Get(ctx, tk.ID)
+	part := filepath.Join(dir, tk.ID, "big.bin.part")
+	if fi, err := os.Stat(part); back.State != task.Queued || err != nil || fi.Size() < half {
+		t.Fatalf("after the drain: state %s, .part %v %v", back.State, fi, err)
+	}
+	startRunner(t, runnerOpts{store: openStore(t, bucket), node: "node-b", kinds: []task.Kind{kind}})
+	final := waitState(t, s, tk.ID, task.Succeeded)
+	if rg := recvT(t, ranges, "a Range request"); rg != fmt.Sprintf("bytes=%d-", half) {
+		t.Fatalf("second attempt asked for %q, want the rest after %d bytes", rg, half)
+	}
+	got, err := os.ReadFile(filepath.Join(dir, tk.ID, "big.bin"))
+	if err != nil || string(got) != body || final.Attempt != 2 {
+		t.Fatalf("file %d bytes (%v), attempt %d", len(got), err, final.Attempt)
+	}
+}
