@@ -11,6 +11,13 @@
 // [Source.TryReset] for pooling; and callback panics collected into one
 // [*PanicError].
 //
+// Beyond a single token: a [Scope] runs goroutines under one cancellation
+// and waits for them (the first failure cancels the others with a
+// [*SiblingError] cause; panics are re-raised by [Scope.Wait]); [Shield]
+// gives cleanup a bounded time after its context is canceled; package
+// cancelio makes blocking Read and Write calls return when a context is
+// canceled.
+//
 // # Rules for callers
 //
 //   - Create a Source with [New]. Pass its Token (never the Source) to the
