@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/signal"
+	"time"
 
 	"github.com/go-cancellation/cancellation"
 	"github.com/go-cancellation/cancellation/cancelio"
@@ -35,6 +37,22 @@ func ExampleCopy() {
 	// Output:
 	// read: hello
 	// copied 6 bytes: context canceled (cause: user pressed stop)
+}
+
+// A connection bound to a token: the Read waiting for a peer that sends
+// nothing returns when the token's timer fires, with exactly ctx.Err() and
+// the reason in the cause.
+func ExampleConn() {
+	client, server := net.Pipe()
+	defer client.Close()
+	defer server.Close()
+	src := cancellation.New()
+	src.CancelAfterCause(10*time.Millisecond, errors.New("no request within 10ms"))
+
+	conn := cancelio.Conn(src.Token(), server)
+	_, err := conn.Read(make([]byte, 1)) // the client sends nothing
+	fmt.Println(err, "/", context.Cause(src.Token()))
+	// Output: context deadline exceeded / no request within 10ms
 }
 
 // Echo standard input until Ctrl-C, which ends the blocked Read at once.
