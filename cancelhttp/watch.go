@@ -143,7 +143,8 @@ func (c *watchConn) Write(p []byte) (int, error) {
 	c.pending.Store(0)
 	c.timedOut.Store(false)
 	if len(p) > 13 && string(p[:9]) == "HTTP/1.1 " {
-		if i := bytes.Index(p, []byte(errorHeaders)); i > 0 && !bytes.Contains(p[:i], []byte("\r\n")) {
+		// Only the status line is searched, not the whole answer.
+		if i := bytes.IndexByte(p[:min(len(p), 512)], '\r'); i > 0 && bytes.HasPrefix(p[i:], []byte(errorHeaders)) {
 			c.logRejected(p[9:i], p[i+len(errorHeaders):], n)
 		}
 	}

@@ -17,12 +17,13 @@ import (
 
 // unfinishedConns is how many connections with unfinished headers
 // TestBinaryUnfinishedHeadersMemory opens per phase, and maxUnfinishedRSS
-// the bound on the growth of taskd's resident memory they may cause (taskd
-// measured about 10 MiB per phase; net/http's 1 MiB default header limit
-// let 1,000 such connections pin 1.39 GB).
+// the bound on the growth of taskd's resident memory they may cause: taskd
+// measured 24 to 88 MiB depending on the phase (RSS also holds garbage not
+// collected yet, hence the margin); with net/http's defaults the phases
+// that send more than the limit took 437 MiB (HTTP/1.1) and 249 MiB (h2c).
 const (
 	unfinishedConns  = 1000
-	maxUnfinishedRSS = 100 << 20
+	maxUnfinishedRSS = 150 << 20
 )
 
 // TestBinaryUnfinishedHeadersMemory: a thousand connections that send
