@@ -502,7 +502,7 @@ func TestCallbackPanics(t *testing.T) {
 	if !errors.Is(pe, errWhy) {
 		t.Error("errors.Is(PanicError, errWhy) = false")
 	}
-	if !strings.Contains(pe.Error(), "3 callbacks panicked") {
+	if !strings.Contains(pe.Error(), "3 recovered panics") {
 		t.Errorf("Error() = %q", pe.Error())
 	}
 	if !tok.IsCanceled() || !child.Token().IsCanceled() {

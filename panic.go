@@ -5,8 +5,9 @@ import (
 	"strings"
 )
 
-// A PanicError is what Cancel panics with when callbacks panicked: every
-// recovered panic, in the order the callbacks ran. It is raised only after
+// A PanicError is what Cancel panics with when callbacks panicked (and what
+// Scope.Wait panics with when goroutines of the scope panicked): every
+// recovered panic, in the order they happened. It is raised only after
 // every callback ran and the cancellation completed.
 //
 // When nobody called Cancel (a timer fired, or a parent that is not a Token
@@ -33,9 +34,9 @@ type Recovered struct {
 func (e *PanicError) Error() string {
 	var b strings.Builder
 	if len(e.Recovered) == 1 {
-		b.WriteString("cancellation: callback panicked: ")
+		b.WriteString("cancellation: recovered panic: ")
 	} else {
-		fmt.Fprintf(&b, "cancellation: %d callbacks panicked: ", len(e.Recovered))
+		fmt.Fprintf(&b, "cancellation: %d recovered panics: ", len(e.Recovered))
 	}
 	for i, r := range e.Recovered {
 		if i > 0 {

@@ -369,7 +369,7 @@ func TestPanicErrorShowsWhere(t *testing.T) {
 	}()
 	t.Log(msg)
 	for _, want := range []string{
-		"cancellation: 2 callbacks panicked: ",
+		"cancellation: 2 recovered panics: ",
 		"invalid memory address or nil pointer dereference [at github.com/go-cancellation/cancellation_test.TestPanicErrorShowsWhere.func2 (",
 		fmt.Sprintf("second [at github.com/go-cancellation/cancellation_test.TestPanicErrorShowsWhere.func1 (%s:%d)", callerFile(), line+1),
 	} {
@@ -396,7 +396,7 @@ func TestTimerCallbackPanicCrashOutput(t *testing.T) {
 	if err == nil || ctx.Err() != nil {
 		t.Fatalf("the child did not crash (err %v):\n%s", err, out)
 	}
-	want := fmt.Sprintf("panic: cancellation: callback panicked: boom [at github.com/go-cancellation/cancellation_test.TestTimerCallbackPanicCrashOutputChild.func1 (%s:", callerFile())
+	want := fmt.Sprintf("panic: cancellation: recovered panic: boom [at github.com/go-cancellation/cancellation_test.TestTimerCallbackPanicCrashOutputChild.func1 (%s:", callerFile())
 	if !strings.Contains(string(out), want) {
 		t.Errorf("crash output lacks %q:\n%s", want, out)
 	}
@@ -568,7 +568,7 @@ func TestGoexitWithPanicRaises(t *testing.T) {
 	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestGoexitWithPanicRaisesChild$")
 	cmd.Env = append(os.Environ(), childEnv+"=TestGoexitWithPanicRaisesChild")
 	out, err := cmd.CombinedOutput()
-	if err == nil || !strings.Contains(string(out), "panic: cancellation: callback panicked: boom") {
+	if err == nil || !strings.Contains(string(out), "panic: cancellation: recovered panic: boom") {
 		t.Errorf("want a crash with the *PanicError (err %v):\n%s", err, out)
 	}
 }

@@ -214,7 +214,7 @@ func TestBarsFitTerminal(t *testing.T) {
 			t.Errorf("frame %d moves up %d lines: more than the terminal's 20 rows", i, n)
 		}
 		bars := bytes.Count(fr, []byte("] "))
-		if bars > 18 {
+		if bars > 19 { // 19 rows hold 19 bars, or 18 and the summary line
 			t.Errorf("frame %d draws %d bars", i, bars)
 		}
 		sawMore = sawMore || bytes.Contains(fr, []byte("… and 12 more"))
