@@ -68,7 +68,7 @@ type Config struct {
 // canceled), and the time from the cancellation reaching this node to the
 // function's return.
 type Stopped struct {
-	Task        *Task
+	Task        *Task // shared with RunScoped's caller: read it, do not modify it
 	Cause       error
 	StopLatency time.Duration
 	HandedBack  bool // it went back to the queue to run again
@@ -546,6 +546,7 @@ func (r *Runner) claim(c Claim) bool {
 		}
 		c.Ack(ctx)
 		rt.rec, rt.rev = t, newRev
+		rt.recorded.Store(true)
 		r.tasks.Add(1)
 		go func() {
 			defer r.tasks.Done()
@@ -747,7 +748,7 @@ func (r *Runner) execute(rt *running, f Func) (*Task, string, error) {
 		}
 	}
 	if r.cfg.OnStop != nil {
-		r.cfg.OnStop(Stopped{Task: final.Clone(), Cause: cause, StopLatency: latency, HandedBack: handedBack})
+		r.cfg.OnStop(Stopped{Task: final, Cause: cause, StopLatency: latency, HandedBack: handedBack})
 	}
 	if !start.RequestScoped || rt.rev != 0 {
 		// A request-scoped task too short to be recorded logs nothing

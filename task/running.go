@@ -55,6 +55,7 @@ type running struct {
 	// record has run or will never run.
 	recordT    *time.Timer
 	recordDone chan struct{}
+	recorded   atomic.Bool // the store has the record (rev != 0)
 }
 
 // record writes a request-scoped task's record for the first time and
@@ -62,6 +63,13 @@ type running struct {
 func (rt *running) record() {
 	defer close(rt.recordDone)
 	rt.wmu.Lock()
+	rt.pmu.Lock()
+	if rt.prog != nil {
+		p := *rt.prog
+		rt.rec.Progress = &p
+	}
+	rt.dirty = false // the record has the latest progress
+	rt.pmu.Unlock()
 	rt.leaseEnd.Store(monoNow() + int64(rt.r.cfg.Lease))
 	rt.lease.CancelAfterCause(rt.r.cfg.Lease, ErrLeaseLost)
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(rt.ctx), rt.r.cfg.Lease)
@@ -71,10 +79,16 @@ func (rt *running) record() {
 		rt.r.log.Warn("task not recorded; it runs untracked", "task", rt.id, "kind", rt.rec.Kind, "error", err)
 	} else {
 		rt.rec, rt.rev = stored, rev
+		rt.recorded.Store(true)
 		rt.r.log.Info("task started", "task", rt.id, "node", rt.node, "attempt", rt.attempt,
 			"kind", stored.Kind, "request_scoped", true)
 	}
 	rt.wmu.Unlock()
+	rt.pmu.Lock()
+	if rt.dirty && rt.flushT == nil && !rt.pclosed {
+		rt.scheduleFlushLocked() // reported while the record was written
+	}
+	rt.pmu.Unlock()
 	rt.startRenewing()
 }
 
@@ -164,16 +178,16 @@ func (rt *running) write(change func(*Task) bool) *Task {
 	rt.wmu.Lock()
 	defer rt.wmu.Unlock()
 	ctx := context.WithoutCancel(rt.ctx)
-	t, rev := rt.rec.Clone(), rt.rev
+	rev := rt.rev
 	if rev == 0 {
 		// Not recorded (yet): a request-scoped task keeps its record in
-		// memory.
-		if !rt.owns(t) || !change(t) {
+		// memory, changed in place (nobody else holds it).
+		if !rt.owns(rt.rec) || !change(rt.rec) {
 			return nil
 		}
-		rt.rec = t
-		return t
+		return rt.rec
 	}
+	t := rt.rec.Clone()
 	for attempt := 0; ; attempt++ {
 		if !rt.owns(t) || !change(t) {
 			return nil
@@ -213,7 +227,8 @@ func (rt *running) setProgress(p Progress) {
 		return
 	}
 	rt.dirty = true
-	if rt.flushT == nil {
+	if rt.flushT == nil && rt.recorded.Load() {
+		// Unrecorded, the record takes the progress when it is written.
 		rt.scheduleFlushLocked()
 	}
 }
