@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -360,5 +361,46 @@ func TestDownloadResumesAfterHandBack(t *testing.T) {
 	got, err := os.ReadFile(filepath.Join(dir, tk.ID, "big.bin"))
 	if err != nil || string(got) != body || final.Attempt != 2 {
 		t.Fatalf("file %d bytes (%v), attempt %d", len(got), err, final.Attempt)
+	}
+}
+
+// enqueueFailing fails Enqueue while fail is set.
+type enqueueFailing struct {
+	task.Store
+	fail atomic.Bool
+	hits atomic.Int64
+}
+
+func (e *enqueueFailing) Enqueue(ctx context.Context, id string) error {
+	if e.fail.Load() {
+		e.hits.Add(1)
+		return errUnreachable
+	}
+	return e.Store.Enqueue(ctx, id)
+}
+
+// TestSubmitNotQueued: a task that cannot be put on the queue is retried
+// for a lease, then marked failed ("not queued: …") instead of being left
+// queued with nothing to run it.
+func TestSubmitNotQueued(t *testing.T) {
+	t.Parallel()
+	s := &enqueueFailing{Store: openStore(t, newBucket())}
+	s.fail.Store(true)
+	r := startRunner(t, runnerOpts{store: s, lease: 300 * time.Millisecond, kinds: []task.Kind{task.LongRunning()}})
+	ctx := deadlineCtx(t)
+	spec := task.Spec{Kind: "longrunning", Params: json.RawMessage(`{"iterations":1,"interval":"0s"}`), IdempotencyKey: "k1"}
+	if _, _, err := r.Submit(ctx, spec); !errors.Is(err, errUnreachable) || s.hits.Load() < 2 {
+		t.Fatalf("Submit with the queue unreachable: %v after %d tries", err, s.hits.Load())
+	}
+	p, _ := s.List(ctx, task.ListOptions{})
+	if len(p.Tasks) != 1 || p.Tasks[0].State != task.Failed || !strings.HasPrefix(p.Tasks[0].Cause, "not queued: ") {
+		t.Fatalf("task not queued: %+v", p.Tasks)
+	}
+
+	// The same key again, the queue back: the failed task, not a new one.
+	s.fail.Store(false)
+	again, created, err := r.Submit(ctx, spec)
+	if err != nil || created || again.ID != p.Tasks[0].ID || again.State != task.Failed {
+		t.Fatalf("Submit again with the key = %+v, %v, %v", again, created, err)
 	}
 }

@@ -267,8 +267,10 @@ func (r *Runner) Shutdown(ctx context.Context, grace time.Duration) error {
 // Submit validates spec and queues a new task. With an IdempotencyKey
 // that was used before it returns the earlier task and created false (and
 // queues it again if it is still queued: the earlier Submit may have
-// failed before queuing it). When the task cannot be queued, its record is
-// removed and the error returned: retry, with the same key.
+// failed before queuing it). Queuing is retried for up to the lease
+// duration (a NATS restart); when the task still cannot be queued, it is
+// marked failed with the cause "not queued: …" (never left queued with
+// nothing to run it) and the error returned.
 // Errors wrap ErrUnknownKind or ErrInvalid for a spec to fix, ErrClosed
 // after Shutdown began, or come from the store. It blocks for the store's
 // writes.
@@ -304,18 +306,35 @@ func (r *Runner) Submit(ctx context.Context, spec Spec) (t *Task, created bool, 
 	if err != nil {
 		return nil, false, err
 	}
-	if err := r.store.Enqueue(ctx, stored.ID); err != nil {
-		// Not queued: remove the record rather than leave a queued task
-		// that nothing would run (a message that did reach the queue
-		// finds no task and is dropped).
-		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.Lease)
-		defer cancel()
-		if _, rev, gerr := r.store.Get(dctx, stored.ID); gerr == nil {
-			r.store.Delete(dctx, stored.ID, rev)
-		}
+	if err := r.enqueueNew(ctx, stored.ID); err != nil {
 		return nil, false, err
 	}
 	return stored, true, nil
+}
+
+// enqueueNew queues the new task id, retrying for up to a lease; when
+// that fails it marks the task failed (if it is still queued) and returns
+// the error.
+func (r *Runner) enqueueNew(ctx context.Context, id string) error {
+	giveUp := time.Now().Add(r.cfg.Lease)
+	backoff := 10 * time.Millisecond
+	for {
+		err := r.store.Enqueue(ctx, id)
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(giveUp) || cancellation.Sleep(ctx, backoff) != nil {
+			wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.Lease)
+			defer cancel()
+			if t, rev, gerr := r.store.Get(wctx, id); gerr == nil && t.State == Queued {
+				fin := now()
+				t.State, t.FinishedAt, t.Cause = Failed, &fin, fmt.Sprintf("not queued: %v", err)
+				r.store.Update(wctx, t, rev)
+			}
+			return err
+		}
+		backoff = min(2*backoff, time.Second)
+	}
 }
 
 func (r *Runner) check(spec Spec) (json.RawMessage, error) {

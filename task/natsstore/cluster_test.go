@@ -2,6 +2,8 @@ package natsstore_test
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -20,6 +22,7 @@ import (
 	"github.com/go-cancellation/cancellation/task"
 	"github.com/go-cancellation/cancellation/task/natsstore"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // The cluster tests run several nodes (a Runner on a Store on a NATS
@@ -523,4 +526,44 @@ func pct(d []time.Duration, p int) time.Duration {
 		return 0
 	}
 	return s[min(len(s)-1, (len(s)*p+99)/100-1)]
+}
+
+// TestIdempotentCreateAfterLostFirst: a Create whose connection dropped
+// after it reserved its idempotency key but before it stored the task
+// (the NATS restart of TestClusterBulk) leaves the key naming a task that
+// does not exist; a retry with the key creates the task under that id
+// instead of failing, and a third Create returns it.
+func TestIdempotentCreateAfterLostFirst(t *testing.T) {
+	t.Parallel()
+	bucket := fmt.Sprintf("idem%d", buckets.Add(1))
+	nc, err := natsstore.Connect(natstest.URL(), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	ctx := within(t)
+	s, err := natsstore.New(ctx, nc, natsstore.Options{Bucket: bucket})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	js, _ := jetstream.New(nc)
+	idem, err := js.KeyValue(ctx, bucket+"_idem")
+	if err != nil {
+		t.Fatal(err)
+	}
+	reserved := task.NewID()
+	sum := sha256.Sum256([]byte("key-1"))
+	if _, err := idem.Create(ctx, hex.EncodeToString(sum[:]), []byte(reserved)); err != nil {
+		t.Fatal(err)
+	}
+	retry := &task.Task{ID: task.NewID(), Kind: "k", State: task.Queued, CreatedAt: time.Now().UTC(), IdempotencyKey: "key-1"}
+	got, _, err := s.Create(ctx, retry)
+	if err != nil || got.ID != reserved {
+		t.Fatalf("Create with a key whose first Create was lost = %+v, %v; want the task stored as %s", got, err, reserved)
+	}
+	again := &task.Task{ID: task.NewID(), Kind: "k", State: task.Queued, CreatedAt: time.Now().UTC(), IdempotencyKey: "key-1"}
+	if got, _, err := s.Create(ctx, again); !errors.Is(err, task.ErrExists) || got == nil || got.ID != reserved {
+		t.Fatalf("third Create = %+v, %v; want %s and ErrExists", got, err, reserved)
+	}
 }

@@ -263,9 +263,9 @@ func (s *Store) createRecord(ctx context.Context, t *task.Task) (*task.Task, uin
 // existing returns the task an idempotency key names, waiting briefly
 // for a concurrent Create that reserved the key to store its task. When
 // that task never appears (the Create that reserved the key failed after
-// reserving it: its connection dropped), it creates t under the reserved
+// reserving it: its connection dropped), it creates want under the reserved
 // id: every Create with the key stores the same task, exactly once.
-func (s *Store) existing(ctx context.Context, key string, t *task.Task) (*task.Task, uint64, error) {
+func (s *Store) existing(ctx context.Context, key string, want *task.Task) (*task.Task, uint64, error) {
 	rctx, cancel := s.bound(ctx)
 	e, err := s.idem.Get(rctx, key)
 	cancel()
@@ -282,13 +282,18 @@ func (s *Store) existing(ctx context.Context, key string, t *task.Task) (*task.T
 			return nil, 0, err
 		}
 		if wait > time.Second {
-			c := t.Clone()
+			c := want.Clone()
 			c.ID = id
 			created, rev, err := s.createRecord(ctx, c)
-			if errors.Is(err, task.ErrExists) {
-				continue // the first Create got there after all
+			if !errors.Is(err, task.ErrExists) {
+				return created, rev, err
 			}
-			return created, rev, err
+			// The first Create got there after all, or the task was
+			// deleted (finished and past its retention).
+			if t, rev, err := s.Get(ctx, id); err == nil {
+				return t, rev, fmt.Errorf("%w: idempotency key used by %s", task.ErrExists, id)
+			}
+			return nil, 0, fmt.Errorf("%w: idempotency key used by %s, which was deleted", task.ErrExists, id)
 		}
 		if err := cancellation.Sleep(ctx, wait); err != nil {
 			return nil, 0, err
