@@ -404,3 +404,55 @@ func TestSubmitNotQueued(t *testing.T) {
 		t.Fatalf("Submit again with the key = %+v, %v, %v", again, created, err)
 	}
 }
+
+// brokenWatch hands the runner a first watch that delivers nothing and
+// ends when the test closes it, as a watch broken by the network does.
+type brokenWatch struct {
+	task.Store
+	first chan task.Event
+	calls atomic.Int64
+}
+
+func (b *brokenWatch) Watch(ctx context.Context, opts task.WatchOptions) (<-chan task.Event, error) {
+	if opts.ID == "" && b.calls.Add(1) == 1 {
+		return b.first, nil
+	}
+	return b.Store.Watch(ctx, opts)
+}
+
+// TestCancelMissedByBrokenWatch: a cancel written while the runner's watch
+// was broken, before it had seen any change, reaches the running task once
+// the watch is re-established (the new watch starts after it).
+func TestCancelMissedByBrokenWatch(t *testing.T) {
+	t.Parallel()
+	s := openStore(t, newBucket())
+	b := &brokenWatch{Store: s, first: make(chan task.Event)}
+	g := newGate()
+	// A long lease: the first renewal, which would also find the cancel
+	// in the record, comes long after the test's bound below.
+	const lease = 3 * time.Minute
+	r := startRunner(t, runnerOpts{store: b, lease: lease, kinds: []task.Kind{g.kind()}})
+	ctx := deadlineCtx(t)
+	tk, _, err := r.Submit(ctx, task.Spec{Kind: "gate"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	recvT(t, g.started, "start")
+	other, _ := task.NewRunner(task.Config{Store: s, Kinds: task.NewRegistry(g.kind()), Node: "node-b"})
+	if _, err := other.Cancel(ctx, tk.ID, task.CancelRequest{Reason: "while the watch was down"}); err != nil {
+		t.Fatal(err)
+	}
+	close(b.first)
+	bound := time.NewTimer(min(lease/3, testlog.TimeLeft(t)))
+	defer bound.Stop()
+	var ce *task.CancelError
+	select {
+	case cause := <-g.causes:
+		if !errors.As(cause, &ce) || ce.Request.Reason != "while the watch was down" {
+			t.Fatalf("cause %v", cause)
+		}
+	case <-bound.C:
+		t.Fatal("the cancel written while the watch was broken did not reach the task")
+	}
+	waitState(t, s, tk.ID, task.Canceled)
+}

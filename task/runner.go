@@ -627,6 +627,29 @@ func (r *Runner) watch(events <-chan Event) {
 		if life.IsCanceled() {
 			return
 		}
+		r.resync(life)
+	}
+}
+
+// resync reads the records of the tasks running here, and of those
+// running elsewhere, after the watch broke: a change the new watch does
+// not replay (it resumes after the last revision seen, which misses
+// nothing unless none was seen yet) still cancels a task here.
+func (r *Runner) resync(ctx context.Context) {
+	r.mu.Lock()
+	mine := make([]*running, 0, len(r.running))
+	for _, rt := range r.running {
+		mine = append(mine, rt)
+	}
+	r.mu.Unlock()
+	for _, rt := range mine {
+		if t, _, err := r.store.Get(ctx, rt.id); err == nil && t.Cancel != nil &&
+			(t.State == Canceling || t.State == Canceled) {
+			rt.cancel(*t.Cancel)
+		}
+	}
+	if err := r.loadLeases(ctx); err != nil {
+		r.log.Warn("task leases not reloaded", "error", err)
 	}
 }
 
