@@ -69,9 +69,9 @@ func TestLeaseLostCancelsAndHandsBack(t *testing.T) {
 func TestLeaseRenewedWhileHealthy(t *testing.T) {
 	t.Parallel()
 	s := openStore(t, newBucket())
-	const lease = 600 * time.Millisecond
+	const lease = time.Second
 	kind := task.Kind{Name: "long", Run: func(tok cancellation.Token, run *task.Run) (string, error) {
-		if err := cancellation.Sleep(tok, 3*lease); err != nil {
+		if err := cancellation.Sleep(tok, 2*lease); err != nil {
 			return "", fmt.Errorf("canceled after %v: %w", context.Cause(tok), err)
 		}
 		return "ok", nil
