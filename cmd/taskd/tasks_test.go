@@ -303,3 +303,27 @@ func TestTaskFlags(t *testing.T) {
 		}
 	}
 }
+
+// TestShutdownEndsEventStreams: an open event stream (a dashboard) does not
+// hold a shutdown for the grace period: the streams end at once.
+func TestShutdownEndsEventStreams(t *testing.T) {
+	t.Parallel()
+	d := startTaskd(t, "-shutdown-grace", "1h")
+	req, _ := http.NewRequestWithContext(t.Context(), "GET", d.URL+"/events", nil)
+	resp, err := h1Client(t).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	ended := make(chan error, 1)
+	go func() {
+		_, err := io.Copy(io.Discard, resp.Body)
+		ended <- err
+	}()
+	if err := d.shutdown(t); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if err := testlog.Recv(t, "the stream's end", ended); err != nil {
+		t.Fatalf("stream ended with %v, want a clean end", err)
+	}
+}
