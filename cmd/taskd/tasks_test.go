@@ -2,13 +2,18 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"io"
+	"log/slog"
+	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"syscall"
 	"testing"
 
+	"github.com/go-cancellation/cancellation/cancelhttp"
 	"github.com/go-cancellation/cancellation/internal/testlog"
 	"github.com/go-cancellation/cancellation/task"
 	"github.com/go-cancellation/cancellation/task/natsstore"
@@ -325,5 +330,41 @@ func TestShutdownEndsEventStreams(t *testing.T) {
 	}
 	if err := testlog.Recv(t, "the stream's end", ended); err != nil {
 		t.Fatalf("stream ended with %v, want a clean end", err)
+	}
+}
+
+// BenchmarkSeed measures GET /longrunningtask?iterations=1&interval=0s
+// in-process (handler and middleware, no network) as today's handler and
+// through the task layer. Run with
+//
+//	go test -run '^$' -bench BenchmarkSeed -count 5 ./cmd/taskd
+func BenchmarkSeed(b *testing.B) {
+	logger := slog.New(slog.DiscardHandler)
+	cfg := DefaultConfig()
+	cfg.Tasks.Data = b.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	svc, err := startTasks(ctx, cfg, logger, &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer func() { cancel(); svc.close() }()
+	for _, tt := range []struct {
+		name  string
+		tasks *task.Runner
+	}{{"today", nil}, {"as_task", svc.runner}} {
+		h := cancelhttp.Handler(&taskHandler{logger: logger, maxDuration: cfg.MaxTaskDuration, tasks: tt.tasks},
+			cancelhttp.WithLogger(logger))
+		b.Run(tt.name, func(b *testing.B) {
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					w := httptest.NewRecorder()
+					h.ServeHTTP(w, httptest.NewRequest("GET", "/longrunningtask?iterations=1&interval=0s", nil))
+					if w.Code != http.StatusOK {
+						b.Fatalf("status %d", w.Code)
+					}
+				}
+			})
+		})
 	}
 }
