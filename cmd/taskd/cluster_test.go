@@ -607,3 +607,41 @@ func (c *cluster) doKey(ctx context.Context, key, body string) (int, *task.Task,
 		cancellation.Sleep(ctx, 20*time.Millisecond)
 	}
 }
+
+// TestClusterCancelLatency measures, across taskd processes, the time from
+// a cancel request on node-b to the task's token canceled on node-a, from
+// the final records alone: node-a's finish time minus its stop latency
+// (when the token was canceled) minus the cancel's requested_at (on
+// node-b, before its write). Both clocks are this machine's. Run it with
+// -v to see the numbers; it checks only that every cancel arrived.
+func TestClusterCancelLatency(t *testing.T) {
+	t.Parallel()
+	n := bulkSize(t, "CLUSTER_LATENCY_SAMPLES", 40)
+	ns := startNATS(t)
+	obs := ns.observer(t)
+	a := startNode(t, ns.url(), "node-a", "-concurrency", strconv.Itoa(n))
+	var ids []string
+	for range n {
+		ids = append(ids, a.submit(t, 100000, 50*time.Millisecond).ID)
+	}
+	for _, id := range ids {
+		watchUntil(t, obs, id, "running on node-a", runningOn("node-a", 1))
+	}
+	b := startNode(t, ns.url(), "node-b")
+	var lat []time.Duration
+	for _, id := range ids {
+		var tk task.Task
+		if code := apiDo(t, "POST", b.url+"/tasks/"+id+"/cancel", `{"reason":"latency"}`, &tk); code != http.StatusAccepted {
+			t.Fatalf("cancel: %d %+v", code, tk)
+		}
+		end := watchUntil(t, obs, id, "final", isFinal)
+		if end.State != task.Canceled || end.StopLatencyMS == nil || end.FinishedAt == nil || end.Node != "node-a" {
+			t.Fatalf("final %+v", end)
+		}
+		stop := time.Duration(*end.StopLatencyMS * float64(time.Millisecond))
+		lat = append(lat, end.FinishedAt.Add(-stop).Sub(end.Cancel.RequestedAt))
+	}
+	slices.Sort(lat)
+	t.Logf("cancel on node-b → token canceled on node-a (taskd processes), %d samples: p50 %v, p99 %v, max %v",
+		len(lat), lat[len(lat)/2], lat[min(len(lat)-1, (len(lat)*99+99)/100-1)], lat[len(lat)-1])
+}
