@@ -24,7 +24,8 @@
 //     a write of the record; each renewal re-arms the lease Source's timer
 //     (CancelAfterCause), so a node that cannot renew cancels the task
 //     itself with [ErrLeaseLost] before any other node can see the lease
-//     as ended. The task is then handed back. [Run.Check] also compares
+//     as ended. The task is then handed back (failed with [ErrNodeLost]
+//     when that was its last attempt). [Run.Check] also compares
 //     the lease with the clock, so a step after a freeze (SIGSTOP) past
 //     the lease does not run even before the timer fires.
 //   - Every runner follows the leases of tasks running elsewhere on its

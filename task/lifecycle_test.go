@@ -456,3 +456,35 @@ func TestCancelMissedByBrokenWatch(t *testing.T) {
 	}
 	waitState(t, s, tk.ID, task.Canceled)
 }
+
+// TestLeaseLostAtLastAttempt: a node that loses the lease of a task's last
+// attempt marks it failed with "node lost" instead of queuing it again.
+func TestLeaseLostAtLastAttempt(t *testing.T) {
+	t.Parallel()
+	cs := &countingStore{Store: openStore(t, newBucket())}
+	causes := make(chan error, 1)
+	resume := make(chan struct{})
+	kind := task.Kind{Name: "lease", Run: func(tok cancellation.Token, run *task.Run) (string, error) {
+		<-tok.Done()
+		causes <- context.Cause(tok)
+		<-resume
+		return "", tok.Err()
+	}}
+	startRunner(t, runnerOpts{store: cs, lease: 300 * time.Millisecond, kinds: []task.Kind{kind}})
+	r2, _ := task.NewRunner(task.Config{Store: cs, Kinds: task.NewRegistry(kind)})
+	tk, _, err := r2.Submit(deadlineCtx(t), task.Spec{Kind: "lease", MaxAttempts: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, cs, tk.ID, task.Running)
+	cs.fail.Store(true)
+	if cause := recvT(t, causes, "lease lost"); !errors.Is(cause, task.ErrLeaseLost) {
+		t.Fatalf("cause %v, want ErrLeaseLost", cause)
+	}
+	cs.fail.Store(false)
+	close(resume)
+	final := waitState(t, cs, tk.ID, task.Failed)
+	if final.Attempt != 1 || !strings.HasPrefix(final.Cause, "node lost: node-a lost the lease of attempt 1 of 1") {
+		t.Fatalf("final %+v", final)
+	}
+}

@@ -737,6 +737,12 @@ func (r *Runner) execute(rt *running, f Func) (*Task, string, error) {
 		}
 		t.Lease = nil
 		switch {
+		case handBack && t.State == Running && errors.Is(cause, ErrLeaseLost) && t.Attempt >= max(t.MaxAttempts, 1):
+			// Lost like a dead node's, and no attempt left: as the
+			// takeover would.
+			t.State, t.FinishedAt = Failed, &fin
+			t.Cause = fmt.Sprintf("%v: %s lost the lease of attempt %d of %d", ErrNodeLost, r.cfg.Node, t.Attempt, max(t.MaxAttempts, 1))
+			return true
 		case handBack && t.State == Running:
 			t.State, t.Node = Queued, ""
 			return true
