@@ -20,6 +20,7 @@ import (
 
 	"github.com/go-cancellation/cancellation"
 	"github.com/go-cancellation/cancellation/internal/faultnet"
+	"github.com/go-cancellation/cancellation/internal/natstest"
 	"github.com/go-cancellation/cancellation/internal/testlog"
 	"github.com/go-cancellation/cancellation/task"
 	"github.com/go-cancellation/cancellation/task/natsstore"
@@ -165,31 +166,6 @@ func tryDo(ctx context.Context, method, url, body string) (int, *task.Task, erro
 	return resp.StatusCode, nil, fmt.Errorf("%s %s: %d %s", method, url, resp.StatusCode, b)
 }
 
-// watchUntil watches task id on s until cond holds, and returns it.
-func watchUntil(t *testing.T, s task.Store, id, what string, cond func(*task.Task) bool) *task.Task {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), testlog.TimeLeft(t))
-	defer cancel()
-	for ctx.Err() == nil {
-		ch, err := s.Watch(ctx, task.WatchOptions{ID: id, After: 1})
-		if err != nil {
-			cancellation.Sleep(ctx, 50*time.Millisecond)
-			continue
-		}
-		if cur, _, err := s.Get(ctx, id); err == nil && cond(cur) {
-			return cur
-		}
-		for ev := range ch {
-			if ev.Task != nil && cond(ev.Task) {
-				return ev.Task
-			}
-		}
-	}
-	cur, _, _ := s.Get(context.Background(), id)
-	t.Fatalf("task %s: %s did not happen before the test's deadline; now %+v", id, what, cur)
-	return nil
-}
-
 func isFinal(tk *task.Task) bool { return tk.State.Final() }
 
 // runningOn returns a condition: running as attempt n on node.
@@ -227,7 +203,7 @@ func TestClusterNodeKilled(t *testing.T) {
 	short := a.submit(t, 60, 20*time.Millisecond)
 	stopMe := a.submit(t, 100000, 20*time.Millisecond)
 	for _, id := range []string{doomed.ID, short.ID, stopMe.ID} {
-		watchUntil(t, obs, id, "attempt 1 on node-a", runningOn("node-a", 1))
+		natstest.Until(t, obs, id, "attempt 1 on node-a", runningOn("node-a", 1))
 	}
 	b := startNode(t, ns.url(), "node-b")
 
@@ -240,23 +216,23 @@ func TestClusterNodeKilled(t *testing.T) {
 	if code := apiDo(t, "POST", b.url+"/tasks/"+stopMe.ID+"/cancel", `{"reason":"operator: node died"}`, &canceling); code != http.StatusAccepted || canceling.State != task.Canceling {
 		t.Fatalf("cancel on node-b: %d %+v", code, canceling)
 	}
-	if end := watchUntil(t, obs, stopMe.ID, "final", isFinal); end.State != task.Canceled || end.Cause != "canceled: operator: node died" || end.Attempt != 1 {
+	if end := natstest.Until(t, obs, stopMe.ID, "final", isFinal); end.State != task.Canceled || end.Cause != "canceled: operator: node died" || end.Attempt != 1 {
 		t.Fatalf("task canceled while its node was dead: %+v", end)
 	}
-	watchUntil(t, obs, doomed.ID, "attempt 2 on node-b", runningOn("node-b", 2))
+	natstest.Until(t, obs, doomed.ID, "attempt 2 on node-b", runningOn("node-b", 2))
 	if d := time.Since(killed); d < clusterLease/2 {
 		t.Fatalf("taken over %v after the kill: before the lease could have ended", d)
 	}
-	if end := watchUntil(t, obs, short.ID, "final", isFinal); end.State != task.Succeeded || end.Attempt != 2 || end.Node != "node-b" {
+	if end := natstest.Until(t, obs, short.ID, "final", isFinal); end.State != task.Succeeded || end.Attempt != 2 || end.Node != "node-b" {
 		t.Fatalf("task of the killed node: %+v, want succeeded as attempt 2 on node-b", end)
 	}
 
 	c := startNode(t, ns.url(), "node-c")
 	b.kill(t)
-	watchUntil(t, obs, doomed.ID, "attempt 3 on node-c", runningOn("node-c", 3))
+	natstest.Until(t, obs, doomed.ID, "attempt 3 on node-c", runningOn("node-c", 3))
 	a2 := startNode(t, ns.url(), "node-a") // node-a back, with a new process
 	c.kill(t)
-	end := watchUntil(t, obs, doomed.ID, "final", isFinal)
+	end := natstest.Until(t, obs, doomed.ID, "final", isFinal)
 	if end.State != task.Failed || !strings.HasPrefix(end.Cause, "node lost") || end.Attempt != 3 {
 		t.Fatalf("task whose node died at every attempt: %+v, want failed with cause \"node lost\" after attempt 3", end)
 	}
@@ -282,14 +258,14 @@ func TestClusterFrozenNode(t *testing.T) {
 	obs := ns.observer(t)
 	a := startNode(t, ns.url(), "node-a")
 	tk := a.submit(t, 200, 20*time.Millisecond)
-	watchUntil(t, obs, tk.ID, "attempt 1 on node-a", runningOn("node-a", 1))
+	natstest.Until(t, obs, tk.ID, "attempt 1 on node-a", runningOn("node-a", 1))
 	b := startNode(t, ns.url(), "node-b")
 	a.logs.Wait(t, "a step on node-a", func(r testlog.Record) bool {
 		return r.Str("task") == tk.ID && strings.HasPrefix(r.Str("msg"), "Iteration ")
 	})
 	a.signal(t, syscall.SIGSTOP)
 	frozen := time.Now()
-	watchUntil(t, obs, tk.ID, "attempt 2 on node-b", runningOn("node-b", 2))
+	natstest.Until(t, obs, tk.ID, "attempt 2 on node-b", runningOn("node-b", 2))
 	if d := time.Since(frozen); d < clusterLease/2 {
 		t.Fatalf("taken over %v after the freeze: before the lease could have ended", d)
 	}
@@ -305,7 +281,7 @@ func TestClusterFrozenNode(t *testing.T) {
 	if !strings.Contains(stopped.Str("cause"), "lease lost") && stopped.Str("state") != "running" {
 		t.Fatalf("node-a's stop line %v", stopped)
 	}
-	end := watchUntil(t, obs, tk.ID, "final", isFinal)
+	end := natstest.Until(t, obs, tk.ID, "final", isFinal)
 	if end.State != task.Succeeded || end.Attempt != 2 || end.Node != "node-b" {
 		t.Fatalf("final %+v, want succeeded as attempt 2 on node-b", end)
 	}
@@ -326,7 +302,7 @@ func TestClusterDrain(t *testing.T) {
 	obs := ns.observer(t)
 	a := startNode(t, ns.url(), "node-a", "-shutdown-grace", "300ms")
 	tk := a.submit(t, 100, 20*time.Millisecond)
-	watchUntil(t, obs, tk.ID, "attempt 1 on node-a", runningOn("node-a", 1))
+	natstest.Until(t, obs, tk.ID, "attempt 1 on node-a", runningOn("node-a", 1))
 	seed := getAsync(t, a.url+"/longrunningtask?iterations=1000&interval=20ms", "seed-drain")
 	a.logs.Wait(t, "a step of the seed's task", func(r testlog.Record) bool {
 		return r.Str("request_id") == "seed-drain" && strings.HasPrefix(r.Str("msg"), "Iteration ")
@@ -347,7 +323,7 @@ func TestClusterDrain(t *testing.T) {
 	if back.Str("state") != "queued" || back.Str("cause") != "node shutting down" || back["handed_back"] != true {
 		t.Fatalf("node-a's stop line %v, want handed back to the queue", back)
 	}
-	end := watchUntil(t, obs, tk.ID, "final", isFinal)
+	end := natstest.Until(t, obs, tk.ID, "final", isFinal)
 	if end.State != task.Succeeded || end.Attempt != 2 || end.Node != "node-b" {
 		t.Fatalf("final %+v, want succeeded as attempt 2 on node-b", end)
 	}
@@ -625,7 +601,7 @@ func TestClusterCancelLatency(t *testing.T) {
 		ids = append(ids, a.submit(t, 100000, 50*time.Millisecond).ID)
 	}
 	for _, id := range ids {
-		watchUntil(t, obs, id, "running on node-a", runningOn("node-a", 1))
+		natstest.Until(t, obs, id, "running on node-a", runningOn("node-a", 1))
 	}
 	b := startNode(t, ns.url(), "node-b")
 	var lat []time.Duration
@@ -634,7 +610,7 @@ func TestClusterCancelLatency(t *testing.T) {
 		if code := apiDo(t, "POST", b.url+"/tasks/"+id+"/cancel", `{"reason":"latency"}`, &tk); code != http.StatusAccepted {
 			t.Fatalf("cancel: %d %+v", code, tk)
 		}
-		end := watchUntil(t, obs, id, "final", isFinal)
+		end := natstest.Until(t, obs, id, "final", isFinal)
 		if end.State != task.Canceled || end.StopLatencyMS == nil || end.FinishedAt == nil || end.Node != "node-a" {
 			t.Fatalf("final %+v", end)
 		}

@@ -133,34 +133,9 @@ func within(t testing.TB) context.Context {
 	return ctx
 }
 
-// until watches task id on s until cond holds for it, and returns it.
-func until(t *testing.T, s task.Store, id, what string, cond func(*task.Task) bool) *task.Task {
-	t.Helper()
-	ctx, cancel := context.WithCancel(within(t))
-	defer cancel()
-	for ctx.Err() == nil {
-		ch, err := s.Watch(ctx, task.WatchOptions{ID: id, After: 1})
-		if err != nil {
-			cancellation.Sleep(ctx, 50*time.Millisecond)
-			continue
-		}
-		if cur, _, err := s.Get(ctx, id); err == nil && cond(cur) {
-			return cur
-		}
-		for ev := range ch {
-			if ev.Task != nil && cond(ev.Task) {
-				return ev.Task
-			}
-		}
-	}
-	cur, _, _ := s.Get(context.Background(), id)
-	t.Fatalf("task %s: %s did not happen before the test's deadline; now %+v", id, what, cur)
-	return nil
-}
-
 func final(t *testing.T, s task.Store, id string) *task.Task {
 	t.Helper()
-	return until(t, s, id, "final state", func(tk *task.Task) bool { return tk.State.Final() })
+	return natstest.Until(t, s, id, "final state", func(tk *task.Task) bool { return tk.State.Final() })
 }
 
 func recv[T any](t *testing.T, c <-chan T, what string) T {
@@ -207,7 +182,7 @@ func runOnA(t *testing.T, lease time.Duration, iterations int) (a, b *node, tk *
 	if err != nil {
 		t.Fatal(err)
 	}
-	until(t, a.store, tk.ID, "running on node-a", func(x *task.Task) bool { return x.State == task.Running })
+	natstest.Until(t, a.store, tk.ID, "running on node-a", func(x *task.Task) bool { return x.State == task.Running })
 	b = startNode(t, serverAddr(), bucket, "node-b", nodeOpts{lease: lease})
 	a.logs.Wait(t, "a step on node-a", func(r testlog.Record) bool {
 		return r.Str("task") == tk.ID && strings.HasPrefix(r.Str("msg"), "Iteration ")
@@ -363,7 +338,7 @@ func TestCancelRacingCompletion(t *testing.T) {
 				results <- result{cancelErr: err}
 				return
 			}
-			until(t, b.store, tk.ID, "start", func(x *task.Task) bool { return x.State != task.Queued })
+			natstest.Until(t, b.store, tk.ID, "start", func(x *task.Task) bool { return x.State != task.Queued })
 			cancellation.Sleep(ctx, time.Duration(rand.IntN(8000))*time.Microsecond)
 			_, err = b.runner.Cancel(ctx, tk.ID, task.CancelRequest{Reason: "race"})
 			results <- result{tk.ID, err}
@@ -421,7 +396,7 @@ func TestNATSRestart(t *testing.T) {
 		ids = append(ids, tk.ID)
 	}
 	for _, id := range ids {
-		until(t, a.store, id, "running", func(x *task.Task) bool { return x.State == task.Running })
+		natstest.Until(t, a.store, id, "running", func(x *task.Task) bool { return x.State == task.Running })
 	}
 
 	ns.Shutdown()
