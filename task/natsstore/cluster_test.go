@@ -338,7 +338,12 @@ func TestCancelRacingCompletion(t *testing.T) {
 				results <- result{cancelErr: err}
 				return
 			}
-			natstest.Until(t, b.store, tk.ID, "start", func(x *task.Task) bool { return x.State != task.Queued })
+			// Wait for the start (not with natstest.Until: this is not
+			// the test's goroutine).
+			if err := started(ctx, b.store, tk.ID); err != nil {
+				results <- result{cancelErr: err}
+				return
+			}
 			cancellation.Sleep(ctx, time.Duration(rand.IntN(8000))*time.Microsecond)
 			_, err = b.runner.Cancel(ctx, tk.ID, task.CancelRequest{Reason: "race"})
 			results <- result{tk.ID, err}
@@ -367,6 +372,20 @@ func TestCancelRacingCompletion(t *testing.T) {
 		}
 	}
 	t.Logf("final states: %v", counts)
+}
+
+// started waits until task id has left the queue.
+func started(ctx context.Context, s task.Store, id string) error {
+	ch, err := s.Watch(ctx, task.WatchOptions{ID: id, After: 1})
+	if err != nil {
+		return err
+	}
+	for ev := range ch {
+		if ev.Task != nil && ev.Task.State != task.Queued {
+			return nil
+		}
+	}
+	return fmt.Errorf("task %s did not start: %v", id, ctx.Err())
 }
 
 // TestNATSRestart: the NATS server is restarted (same port, same data)
