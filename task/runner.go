@@ -769,7 +769,8 @@ func (r *Runner) execute(rt *running, f Func) (*Task, string, error) {
 		t.FinishedAt = &fin
 		return true
 	})
-	if final == nil {
+	lostRecord := final == nil
+	if lostRecord {
 		final = rt.rec
 	}
 	handedBack := final.State == Queued
@@ -789,8 +790,14 @@ func (r *Runner) execute(rt *running, f Func) (*Task, string, error) {
 	if canceled {
 		attrs = append(attrs, "stop_latency", latency)
 	}
-	if handedBack {
-		attrs = append(attrs, "handed_back", true)
+	if handedBack || lostRecord {
+		if handedBack {
+			attrs = append(attrs, "handed_back", true)
+		} else {
+			// Not written: the record was finished or taken over
+			// elsewhere, or the store was unreachable.
+			attrs = append(attrs, "record_written", false)
+		}
 		if cause != nil {
 			attrs = append(attrs, "cause", cause.Error())
 		}

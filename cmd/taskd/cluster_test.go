@@ -278,7 +278,7 @@ func TestClusterFrozenNode(t *testing.T) {
 	stopped := a.logs.Wait(t, "node-a stopping its run", func(r testlog.Record) bool {
 		return r.Str("task") == tk.ID && r.Str("msg") == "task stopped"
 	})
-	if !strings.Contains(stopped.Str("cause"), "lease lost") && stopped.Str("state") != "running" {
+	if stopped.Str("cause") != "lease lost" || stopped["record_written"] != false {
 		t.Fatalf("node-a's stop line %v", stopped)
 	}
 	end := natstest.Until(t, obs, tk.ID, "final", isFinal)
