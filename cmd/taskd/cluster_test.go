@@ -621,3 +621,16 @@ func TestClusterCancelLatency(t *testing.T) {
 	t.Logf("cancel on node-b → token canceled on node-a (taskd processes), %d samples: p50 %v, p99 %v, max %v",
 		len(lat), lat[len(lat)/2], lat[min(len(lat)-1, (len(lat)*99+99)/100-1)], lat[len(lat)-1])
 }
+
+// TestReplicasOnSingleServer: -replicas above 1 on a NATS server that is
+// not part of a cluster fails at start with the server's reason, instead
+// of running with fewer copies than asked for.
+func TestReplicasOnSingleServer(t *testing.T) {
+	t.Parallel()
+	ns := startNATS(t)
+	cmd := exec.Command(taskdBinary(t), "-addr", "127.0.0.1:0", "-nats", ns.url(), "-replicas", "3", "-data", t.TempDir())
+	out, _ := cmd.CombinedOutput()
+	if code := cmd.ProcessState.ExitCode(); code != 1 || !strings.Contains(string(out), "replicas > 1 not supported") {
+		t.Fatalf("taskd -replicas 3 on one NATS server: exit %d, output %s", code, out)
+	}
+}

@@ -6,7 +6,7 @@
 //	taskd [-addr 127.0.0.1:8080] [-shutdown-grace 10s] [-max-request-timeout 0]
 //	      [-max-task-duration 1h] [-max-inflight 10000] [-log-format text|json]
 //	      [-data ./taskd-data] [-nats URL] [-node NAME] [-concurrency 8]
-//	      [-lease 10s] [-retention 24h]
+//	      [-lease 10s] [-retention 24h] [-replicas 1]
 //
 // It also serves the task API (POST /tasks, GET /tasks, GET /tasks/{id},
 // POST /tasks/{id}/cancel, event streams on GET /tasks/{id}/events and GET
@@ -131,7 +131,7 @@ type Config struct {
 	MaxTaskDuration   time.Duration // -max-task-duration: cap on one task's total time; 0: none
 	MaxInflight       int           // -max-inflight: requests served at once; more get 503; 0: no cap
 	LogFormat         string        // -log-format: "text" or "json"
-	Tasks             TaskConfig    // -data, -nats, -node, -concurrency, -lease, -retention
+	Tasks             TaskConfig    // -data, -nats, -node, -concurrency, -lease, -retention, -replicas
 }
 
 // DefaultConfig returns the defaults of the flags.
@@ -237,7 +237,7 @@ func (m *Main) ParseFlags(args []string) error {
 	case m.Config.MaxInflight < 0:
 		err = fmt.Errorf("invalid -max-inflight %d: must not be negative", m.Config.MaxInflight)
 	default:
-		err = m.Config.Tasks.validate() // -data, -concurrency, -lease, -retention
+		err = m.Config.Tasks.validate() // -data, -concurrency, -lease, -retention, -replicas
 	}
 	if err != nil {
 		fmt.Fprintf(m.Stderr, "taskd: %v\n", err)

@@ -31,6 +31,7 @@ type TaskConfig struct {
 	Concurrency int           // -concurrency: queued tasks run at once on this node
 	Lease       time.Duration // -lease: how long a running task's claim holds without renewal
 	Retention   time.Duration // -retention: how long finished tasks are kept
+	Replicas    int           // -replicas: copies of the task bucket and queue in a NATS cluster
 }
 
 // defaultTaskConfig returns the defaults of the task flags.
@@ -40,6 +41,7 @@ func defaultTaskConfig() TaskConfig {
 		Concurrency: task.DefaultConcurrency,
 		Lease:       task.DefaultLease,
 		Retention:   task.DefaultRetention,
+		Replicas:    1,
 	}
 }
 
@@ -51,6 +53,7 @@ func (c *TaskConfig) addFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.Concurrency, "concurrency", c.Concurrency, "how many queued tasks run at once on this node")
 	fs.DurationVar(&c.Lease, "lease", c.Lease, "how long a running task's lease holds without renewal")
 	fs.DurationVar(&c.Retention, "retention", c.Retention, "how long finished tasks are kept")
+	fs.IntVar(&c.Replicas, "replicas", c.Replicas, "copies of the task bucket and queue kept by a NATS cluster (JetStream replicas, 1 to 5; at most the cluster's size)")
 }
 
 // validate checks the task flags.
@@ -64,6 +67,8 @@ func (c *TaskConfig) validate() error {
 		return fmt.Errorf("invalid -lease %v: must be at least 300ms", c.Lease)
 	case c.Retention <= 0:
 		return fmt.Errorf("invalid -retention %v: must be positive", c.Retention)
+	case c.Replicas < 1 || c.Replicas > 5:
+		return fmt.Errorf("invalid -replicas %d: want 1 to 5 (JetStream's limit), at most the number of NATS servers", c.Replicas)
 	}
 	return nil
 }
@@ -117,6 +122,7 @@ func startTasks(ctx context.Context, cfg Config, logger *slog.Logger, addr net.A
 	defer cancel()
 	if s.store, err = natsstore.New(octx, s.nc, natsstore.Options{
 		IdempotencyTTL: tc.Retention,
+		Replicas:       tc.Replicas,
 		// A claim that a node took off the queue and never acknowledged
 		// (it died in between) is handed out again after one lease.
 		AckWait: tc.Lease,

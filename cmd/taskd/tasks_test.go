@@ -300,7 +300,7 @@ func TestMetricsClientDisconnected(t *testing.T) {
 func TestTaskFlags(t *testing.T) {
 	t.Parallel()
 	for _, args := range [][]string{
-		{"-concurrency", "0"}, {"-lease", "1ms"}, {"-retention", "0s"}, {"-data", ""},
+		{"-concurrency", "0"}, {"-lease", "1ms"}, {"-retention", "0s"}, {"-data", ""}, {"-replicas", "0"}, {"-replicas", "6"},
 	} {
 		m := &Main{}
 		if err := m.Run(t.Context(), args); exitCode(err, io.Discard) != 2 {
