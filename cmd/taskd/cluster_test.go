@@ -46,7 +46,8 @@ type natsServer struct {
 
 func startNATS(t *testing.T) *natsServer {
 	t.Helper()
-	n := &natsServer{dir: t.TempDir()}
+	// A port that no other test's connection can take while it restarts.
+	n := &natsServer{dir: t.TempDir(), port: faultnet.StablePort(t)}
 	n.start(t)
 	t.Cleanup(func() { n.stop() })
 	return n

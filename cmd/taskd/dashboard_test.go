@@ -7,18 +7,17 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"image/png"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
 	"github.com/go-cancellation/cancellation/internal/browsertest"
+	"github.com/go-cancellation/cancellation/internal/faultnet"
 	"github.com/go-cancellation/cancellation/internal/testlog"
 	"github.com/go-cancellation/cancellation/task"
 	"github.com/go-cancellation/cancellation/task/natsstore"
@@ -440,7 +439,7 @@ func TestDashboardTenThousandTasks(t *testing.T) {
 func TestDashboardReconnects(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	d := startTaskdOn(t, listenOutsideEphemeral(t), "-data", dir)
+	d := startTaskdOn(t, faultnet.ListenStable(t), "-data", dir)
 	ctx := browsertest.New(t, 1400, 1000)
 	client := h1Client(t)
 
@@ -579,31 +578,4 @@ func TestDashboardStartsDownload(t *testing.T) {
 	if p, _ := task["params"].(map[string]any); p["url"] != files.URL+"/file.bin" || p["sha256"] != hex.EncodeToString(sum[:]) {
 		t.Errorf("params %v", task["params"])
 	}
-}
-
-// listenOutsideEphemeral listens on 127.0.0.1 at a port below the kernel's
-// ephemeral range, so that once the listener is closed no outgoing
-// connection of another test can take the port before the test listens on
-// it again.
-func listenOutsideEphemeral(t *testing.T) net.Listener {
-	t.Helper()
-	low := 32768
-	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
-		if f := strings.Fields(string(b)); len(f) == 2 {
-			if n, err := strconv.Atoi(f[0]); err == nil {
-				low = n
-			}
-		}
-	}
-	if low <= 10000 {
-		t.Skipf("no ports below the ephemeral range (it starts at %d)", low)
-	}
-	for range 100 {
-		port := 10000 + rand.IntN(low-10000)
-		if ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port)); err == nil {
-			return ln
-		}
-	}
-	t.Fatalf("no free port in 10000-%d", low)
-	return nil
 }

@@ -395,7 +395,8 @@ func started(ctx context.Context, s task.Store, id string) error {
 func TestNATSRestart(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	ns, err := natsstore.RunServer(natsstore.ServerOptions{Dir: dir})
+	// A port that no other test's connection can take while it restarts.
+	ns, err := natsstore.RunServer(natsstore.ServerOptions{Dir: dir, Port: faultnet.StablePort(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
