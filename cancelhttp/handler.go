@@ -11,6 +11,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/go-cancellation/cancellation"
 )
@@ -131,7 +132,12 @@ func WithResponseRequestID() Option {
 // The linkage costs no goroutine while the request runs: the client link is
 // a [context.AfterFunc] on the original request context (net/http cancels it
 // when the connection closes or the HTTP/2 stream is reset), which runs one
-// short goroutine only if it fires. A timeout header adds one runtime timer.
+// short goroutine only if it fires. Under [Serve], an HTTP/1 request whose
+// context is net/http's own shares one such link with the other requests of
+// its connection, set at the first one (a request's context is then canceled
+// only with its connection's), which saves the per-request registration; it
+// runs one short goroutine when the connection ends. A timeout header adds
+// one runtime timer.
 //
 // Handler panics if next is nil. The returned handler is safe for concurrent
 // use; it does not block beyond what next does.
@@ -179,6 +185,15 @@ type request struct {
 	src    *cancellation.Source
 	id     string
 	idHdr  [1]string // the response header's value slice, without an allocation
+	idBuf  [16]byte  // a generated id's bytes: id points here, no allocation
+	// orig is the request as net/http gave it, start when it began, and
+	// stopLink removes the link to orig's context (nil when conn links it
+	// instead): kept here, not on ServeHTTP's frame, which stays small for
+	// as long as next runs.
+	orig     *http.Request
+	start    time.Time
+	stopLink func() bool
+	conn     *watchConn // the connection that links the request, or nil
 	// deadline is the earliest of the timeout header's deadline, the
 	// original request context's and SetRequestDeadline's (monotonic(t));
 	// 0 if none. Written under dlMu, read atomically.
@@ -206,20 +221,24 @@ func (rq *request) Value(key any) any {
 // parentDone runs (in a goroutine of context.AfterFunc) when the original
 // request context is done: the client went away, or the server's base
 // context was canceled.
-func (rq *request) parentDone() {
+func (rq *request) parentDone() { rq.canceledBy(rq.parent) }
+
+// canceledBy cancels the request because ctx, the original request context
+// or the connection context it derives from (see watchConn.link), is done.
+func (rq *request) canceledBy(ctx context.Context) {
 	now := time.Now()
-	if rq.parent.Err() == context.DeadlineExceeded {
+	if ctx.Err() == context.DeadlineExceeded {
 		// An outer layer gave the request context a deadline (for example
 		// http.TimeoutHandler). Fire the token's own timer so that its Err
 		// is DeadlineExceeded too.
-		dl, ok := rq.parent.Deadline()
+		dl, ok := ctx.Deadline()
 		if !ok || dl.After(now) {
 			dl = now
 		}
 		rq.src.SetDeadline(dl)
 		return
 	}
-	cause := context.Cause(rq.parent)
+	cause := context.Cause(ctx)
 	if cause == nil || cause == context.Canceled {
 		// net/http cancels the request context with a bare
 		// context.Canceled when the connection is closed or the HTTP/2
@@ -259,25 +278,29 @@ func (rq *request) cancelTime() (time.Time, bool) {
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// The only full clock read (wall and monotonic): the end of the request
 	// is start plus time.Since(start), one monotonic read.
-	start := time.Now()
-	rq, stopLink := h.begin(w, r, start)
+	rq, r2 := h.begin(w, r)
 	if rq == nil {
 		return // answered 400
 	}
-	// ServeHTTP's frame stays small: it is on the stack for as long as next
-	// runs, so its size counts once per in-flight request.
-	defer h.finish(r, rq, start, stopLink)
-	h.next.ServeHTTP(&rq.rw, r.WithContext(rq.src.Token()))
+	// ServeHTTP's frame stays small (the request's state is in rq): it is
+	// on the stack for as long as next runs, so its size counts once per
+	// in-flight request.
+	defer h.finish(rq)
+	h.next.ServeHTTP(&rq.rw, r2)
 }
 
 // begin sets the request up: its id, its timeout header, its Source and the
 // link to the original request context (stopLink removes it). It answers a
-// malformed timeout header with 400 and returns a nil request then.
+// malformed timeout header with 400 and returns a nil request then. r2 is
+// r with the request's Token as its context.
 //
 //go:noinline
-func (h *handler) begin(w http.ResponseWriter, r *http.Request, start time.Time) (rq *request, stopLink func() bool) {
-	id, echo := requestID(r.Header)
-	rq = &request{parent: r.Context(), id: id}
+func (h *handler) begin(w http.ResponseWriter, r *http.Request) (rq *request, r2 *http.Request) {
+	// The only full clock read (wall and monotonic): the end of the request
+	// is start plus time.Since(start), one monotonic read.
+	rq = &request{parent: r.Context(), orig: r, start: time.Now()}
+	var echo bool
+	rq.id, echo = requestID(r.Header, &rq.idBuf)
 	rq.rw.ResponseWriter = w
 	if echo || h.config.responseID {
 		// Only then: calling w.Header() at all makes net/http clone the
@@ -289,7 +312,7 @@ func (h *handler) begin(w http.ResponseWriter, r *http.Request, start time.Time)
 	de, err := inboundTimeout(r.Header, h.config.maxTimeout)
 	if err != nil {
 		http.Error(&rq.rw, err.Error(), http.StatusBadRequest)
-		h.log(r, rq, time.Since(start), outcome{err: err})
+		h.log(r, rq, time.Since(rq.start), outcome{err: err})
 		return nil, nil
 	}
 
@@ -299,9 +322,9 @@ func (h *handler) begin(w http.ResponseWriter, r *http.Request, start time.Time)
 		// drops any request smuggled after it. net/http has removed the
 		// Content-Length; under Serve the raw headers tell (usually).
 		w.Header().Set("Connection", "close")
-		if wc, _ := rq.parent.Value(connKey{}).(*watchConn); wc != nil && wc.sentContentLength(r) {
+		if wc := connOf(rq.parent); wc != nil && wc.sentContentLength(r) {
 			http.Error(&rq.rw, errAmbiguousFraming.Error(), http.StatusBadRequest)
-			h.log(r, rq, time.Since(start), outcome{err: errAmbiguousFraming})
+			h.log(r, rq, time.Since(rq.start), outcome{err: errAmbiguousFraming})
 			return nil, nil
 		}
 	}
@@ -310,24 +333,35 @@ func (h *handler) begin(w http.ResponseWriter, r *http.Request, start time.Time)
 	rq.rw.src = rq.src
 	if de != nil {
 		// The Source's own timer, with a cause that names the header.
-		rq.setDeadline(start.Add(de.Timeout), de)
+		rq.setDeadline(rq.start.Add(de.Timeout), de)
 	}
-	if dl, ok := rq.parent.Deadline(); ok {
+	dl, hasDeadline := rq.parent.Deadline()
+	if hasDeadline {
 		// Rare: an outer layer set a deadline. parentDone maps
 		// cancellations of the original context, but only the Source's own
 		// timer can make Err DeadlineExceeded.
 		rq.setDeadline(dl, nil)
 	}
-	return rq, context.AfterFunc(rq.parent, rq.parentDone)
+	// Under Serve, an HTTP/1 request whose context is net/http's own is
+	// linked through its connection, which saves the per-request
+	// registration (see watchConn.link); any other through AfterFunc.
+	if wc := connOf(rq.parent); hasDeadline || wc == nil || r.ProtoMajor != 1 || !wc.link(rq) {
+		rq.stopLink = context.AfterFunc(rq.parent, rq.parentDone)
+	}
+	return rq, r.WithContext(rq.src.Token())
 }
 
 // finish runs, deferred, when next returns or panics: it releases the
 // request and logs it, and re-panics with next's panic.
-func (h *handler) finish(r *http.Request, rq *request, start time.Time, stopLink func() bool) {
+func (h *handler) finish(rq *request) {
 	v := recover()
-	d := time.Since(start)
-	end := start.Add(d) // keeps start's monotonic reading
-	stopLink()
+	d := time.Since(rq.start)
+	end := rq.start.Add(d) // keeps start's monotonic reading
+	if rq.stopLink != nil {
+		rq.stopLink()
+	} else {
+		rq.conn.unlink(rq)
+	}
 	o := outcome{panicked: v}
 	if v == http.ErrAbortHandler {
 		// A deliberate abort, not a failure.
@@ -347,7 +381,7 @@ func (h *handler) finish(r *http.Request, rq *request, start time.Time, stopLink
 	// parents and frees the timer.
 	rq.canceledAt.CompareAndSwap(0, monotonic(end))
 	rq.src.Cancel()
-	h.log(r, rq, d, o)
+	h.log(rq.orig, rq, d, o)
 	if v != nil {
 		panic(v)
 	}
@@ -480,19 +514,19 @@ func quoteEchoed(s string) string {
 }
 
 // requestID returns the inbound X-Request-Id and true when it is
-// acceptable, or a new random id of 16 hex digits and false.
-func requestID(h http.Header) (id string, inbound bool) {
+// acceptable, or a new random id of 16 hex digits, written in buf, and
+// false. buf must not change afterwards: the id points into it.
+func requestID(h http.Header, buf *[16]byte) (id string, inbound bool) {
 	if vs := h[RequestIDHeader]; len(vs) > 0 && validRequestID(vs[0]) {
 		return vs[0], true
 	}
 	const hex = "0123456789abcdef"
-	var b [16]byte
 	x := rand.Uint64()
-	for i := len(b) - 1; i >= 0; i-- {
-		b[i] = hex[x&0xf]
+	for i := len(buf) - 1; i >= 0; i-- {
+		buf[i] = hex[x&0xf]
 		x >>= 4
 	}
-	return string(b[:]), false
+	return unsafe.String(&buf[0], len(buf)), false
 }
 
 func validRequestID(s string) bool {

@@ -335,3 +335,84 @@ func TestHandlerRefusesContentLengthWithTransferEncoding(t *testing.T) {
 		}
 	}
 }
+
+// TestServeLinksRequestsThroughConnection: under Serve, an HTTP/1 request
+// whose context is net/http's own is linked through its connection (no
+// registration per request), request after request on a keep-alive
+// connection, and still canceled when its client leaves; a request whose
+// context a layer outside Handler replaced, and an HTTP/2 request, are
+// linked to their own context, and canceled when it is.
+func TestServeLinksRequestsThroughConnection(t *testing.T) {
+	t.Parallel()
+	type seen struct {
+		id     string
+		linked bool
+	}
+	started := make(chan seen, 1)
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		started <- seen{r.Header.Get("X-Request-Id"), cancelhttp.LinkedThroughConn(r.Context())}
+		if r.URL.Path == "/wait" {
+			<-r.Context().Done()
+		}
+	})
+	outer := make(chan context.CancelCauseFunc, 1)
+	errOuter := errors.New("outer layer canceled")
+	srv := startServer(t, h, serverConfig{setup: func(s *http.Server) {
+		inner := s.Handler
+		s.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Header.Get("X-Outer") == "" {
+				inner.ServeHTTP(w, r)
+				return
+			}
+			ctx, cancel := context.WithCancelCause(r.Context())
+			defer cancel(nil)
+			outer <- cancel
+			inner.ServeHTTP(w, r.WithContext(ctx))
+		})
+	}})
+
+	c := testlog.RawGet(t, srv.Addr, "/", "first")
+	if s := testlog.Recv(t, "start", started); s.id != "first" || !s.linked {
+		t.Errorf("first request of a connection: %+v, want linked through the connection", s)
+	}
+	if resp := testlog.ReadResponse(t, c); resp.StatusCode != 200 {
+		t.Fatalf("first request: %s", resp.Status)
+	}
+	if _, err := io.WriteString(c, "GET /wait HTTP/1.1\r\nHost: test\r\nX-Request-Id: second\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	if s := testlog.Recv(t, "start", started); s.id != "second" || !s.linked {
+		t.Errorf("second request of the connection: %+v, want linked through the connection", s)
+	}
+	c.Close()
+	if a := srv.Logs.Wait(t, "access log", accessLog("second")); a.Str("canceled") != "client" || a.Num("status") != 499 {
+		t.Errorf("access log %v; want canceled=client, 499", a)
+	}
+
+	c = testlog.RawGet(t, srv.Addr, "/wait", "outer\r\nX-Outer: 1")
+	if s := testlog.Recv(t, "start", started); s.linked {
+		t.Errorf("request with a context replaced outside Handler: %+v, want linked to that context", s)
+	}
+	testlog.Recv(t, "outer layer", outer)(errOuter)
+	if a := srv.Logs.Wait(t, "access log", accessLog("outer")); a.Str("canceled") != "other" || a.Str("cause") != errOuter.Error() {
+		t.Errorf("access log %v; want canceled=other, cause %q", a, errOuter)
+	}
+	c.Close()
+
+	var protocols http.Protocols
+	protocols.SetUnencryptedHTTP2(true)
+	tr := &http.Transport{Protocols: &protocols}
+	defer tr.CloseIdleConnections()
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, "GET", srv.URL+"/wait", nil)
+	req.Header.Set("X-Request-Id", "h2")
+	done := testlog.DoAsync(&http.Client{Transport: tr}, req)
+	if s := testlog.Recv(t, "start", started); s.linked {
+		t.Errorf("HTTP/2 request: %+v, want linked to its stream's context", s)
+	}
+	cancel()
+	testlog.Recv(t, "client", done)
+	if a := srv.Logs.Wait(t, "access log", accessLog("h2")); a.Str("canceled") != "client" {
+		t.Errorf("access log %v; want canceled=client", a)
+	}
+}

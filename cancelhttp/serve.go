@@ -127,6 +127,7 @@ func Serve(ctx context.Context, srv *http.Server, ln net.Listener, opts ...Serve
 			}
 			if wc, ok := c.(*watchConn); ok {
 				ctx = context.WithValue(ctx, connKey{}, wc)
+				wc.ctx = ctx
 			}
 			return ctx
 		}

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"reflect"
 	"strconv"
 	"sync/atomic"
 )
@@ -61,11 +62,102 @@ type watchConn struct {
 	// on its own when it arrives while the previous handler still runs.
 	lead    byte
 	hasLead bool
+
+	// The request link (see link). ctx is what Serve's ConnContext
+	// returned for this connection; connCtx is net/http's connection
+	// context derived from it, found at the first request, and linked to
+	// connDone. Both are used by the connection's serving goroutine only
+	// (connCtx is written before the AfterFunc that reads it is set).
+	ctx, connCtx context.Context
+	linked       bool                    // link tried: connCtx is set if it worked
+	active       atomic.Pointer[request] // the request being served, if linked
 }
 
 // connKey is the context key under which Serve's ConnContext stores the
 // *watchConn of a connection.
 type connKey struct{}
+
+// connOf returns the connection Serve stored in ctx, or nil.
+func connOf(ctx context.Context) *watchConn {
+	wc, _ := ctx.Value(connKey{}).(*watchConn)
+	return wc
+}
+
+// The dynamic types of context.WithCancel's and context.WithValue's
+// contexts, to recognize the contexts net/http derives for a connection.
+var (
+	cancelCtxType = func() reflect.Type {
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		return reflect.TypeOf(ctx)
+	}()
+	valueCtxType = reflect.TypeOf(context.WithValue(context.Background(), connKey{}, nil))
+)
+
+// parentOf returns the parent of a context made by context.WithCancel or
+// context.WithValue (given its type): the embedded, exported Context field.
+func parentOf(ctx context.Context, typ reflect.Type) (context.Context, bool) {
+	if reflect.TypeOf(ctx) != typ {
+		return nil, false
+	}
+	p, ok := reflect.ValueOf(ctx).Elem().Field(0).Interface().(context.Context)
+	return p, ok
+}
+
+// link links rq, an HTTP/1 request on c, through c instead of registering
+// on its context, and reports whether it did. It does when rq.parent is
+// exactly the request context net/http made (context.WithCancel of the
+// connection context, itself context.WithCancel of a context.WithValue of
+// c.ctx), so that no other layer can cancel it: the request context is then
+// canceled, while the handler runs, only when the connection context is
+// (the client went away, a write failed, or the base context was
+// canceled), and one context.AfterFunc on the connection context, set at
+// the first request and kept for the connection's life, serves every
+// request of the connection. HTTP/1 serves one request of a connection at
+// a time, from the goroutine that calls link and unlink. Any other shape
+// (a middleware outside Handler that replaced the context, a newer
+// net/http that nests differently, HTTP/2) reports false: the caller then
+// uses AfterFunc on rq.parent.
+func (c *watchConn) link(rq *request) bool {
+	conn, ok := parentOf(rq.parent, cancelCtxType)
+	if !ok {
+		return false
+	}
+	if !c.linked {
+		c.linked = true
+		v, ok := parentOf(conn, cancelCtxType)
+		if !ok {
+			return false
+		}
+		if v, ok = parentOf(v, valueCtxType); !ok || v != c.ctx {
+			return false
+		}
+		c.connCtx = conn
+		context.AfterFunc(conn, c.connDone) // kept: the connection ends with it
+	}
+	if c.connCtx == nil || conn != c.connCtx {
+		return false
+	}
+	rq.conn = c
+	c.active.Store(rq)
+	if conn.Err() != nil {
+		// Canceled before the request was linked: connDone may have run
+		// already.
+		rq.canceledBy(conn)
+	}
+	return true
+}
+
+// unlink ends what link began, when the handler returns.
+func (c *watchConn) unlink(rq *request) { c.active.CompareAndSwap(rq, nil) }
+
+// connDone runs (in a goroutine of context.AfterFunc) when net/http's
+// connection context is done: it cancels the request being served, if any.
+func (c *watchConn) connDone() {
+	if rq := c.active.Load(); rq != nil {
+		rq.canceledBy(c.connCtx)
+	}
+}
 
 var h2Preface = []byte("PRI * HTTP/2.0\r\n")
 
