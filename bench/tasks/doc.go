@@ -10,7 +10,7 @@
 //     process separate from the canceling one);
 //   - memory per queued and per running task;
 //   - whether a cancel sent while the worker is cut off from its broker
-//     (a [Proxy] closed and reopened) is obeyed once it reconnects, or lost.
+//     (a TCP proxy closed and reopened) is obeyed once it reconnects, or lost.
 //
 // taskd's broker is a NATS server with JetStream that [Taskd.Setup]
 // embeds in the harness's process. The peers' brokers are not started

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/go-cancellation/cancellation/internal/faultnet"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -281,18 +282,18 @@ func (o Outcome) String() string {
 }
 
 // Disconnected runs one blocking task in a worker process that reaches the
-// broker through a [Proxy], cuts the proxy, cancels the task from this
+// broker through a TCP proxy, cuts the proxy, cancels the task from this
 // process, keeps the worker cut off for down, reopens the proxy and waits
 // up to window for the task's context to be canceled.
 func Disconnected(ctx context.Context, p Peer, b Broker, down, window time.Duration) (Outcome, error) {
-	proxy, err := NewProxy(b)
+	proxy, err := faultnet.ListenNetwork(b.Network, b.Addr)
 	if err != nil {
 		return Outcome{}, err
 	}
 	defer proxy.Close()
 	tr := NewTracker()
 	queue := QueueName()
-	rem, err := startRemote(ctx, p, proxy.Broker(), queue, 2, tr)
+	rem, err := startRemote(ctx, p, Broker{"tcp", proxy.Addr()}, queue, 2, tr)
 	if err != nil {
 		return Outcome{}, err
 	}
@@ -307,7 +308,7 @@ func Disconnected(ctx context.Context, p Peer, b Broker, down, window time.Durat
 		if _, err := tr.WaitRunning(wctx, id); err != nil {
 			return err
 		}
-		proxy.Cut()
+		proxy.Set(faultnet.Cut)
 		if err := node.Cancel(ctx, id); err != nil {
 			return fmt.Errorf("cancel while the worker is cut off: %w", err)
 		}
@@ -316,7 +317,7 @@ func Disconnected(ctx context.Context, p Peer, b Broker, down, window time.Durat
 		case <-ctx.Done():
 			return ctx.Err()
 		}
-		proxy.Restore()
+		proxy.Set(faultnet.Pass)
 		restored := Mono()
 		wctx, cancel = context.WithTimeout(ctx, window)
 		defer cancel()

@@ -37,7 +37,7 @@ type Events interface {
 
 // Options configure [Peer.Open].
 type Options struct {
-	// Broker is where the node connects: the peer's broker or a [Proxy]
+	// Broker is where the node connects: the peer's broker or a TCP proxy
 	// in front of it.
 	Broker Broker
 	// Queue isolates one measurement's tasks from the others' (a queue or

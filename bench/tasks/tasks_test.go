@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"net"
 	"os"
 	"sync"
 	"testing"
@@ -120,81 +118,6 @@ func BenchmarkMemory(b *testing.B) {
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
-
-// echoServer answers every line with itself, on 127.0.0.1:0.
-func echoServer(t *testing.T) tasks.Broker {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
-	wg.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Go(func() { defer c.Close(); _, _ = io.Copy(c, c) })
-		}
-	})
-	return tasks.Broker{Network: "tcp", Addr: ln.Addr().String()}
-}
-
-func roundTrip(c net.Conn, msg string) error {
-	if _, err := io.WriteString(c, msg); err != nil {
-		return err
-	}
-	buf := make([]byte, len(msg))
-	if _, err := io.ReadFull(c, buf); err != nil {
-		return err
-	}
-	if string(buf) != msg {
-		return fmt.Errorf("echo %q, want %q", buf, msg)
-	}
-	return nil
-}
-
-// TestProxyCutRestore: a cut closes live connections and refuses new ones
-// (they are closed at once) until Restore.
-func TestProxyCutRestore(t *testing.T) {
-	proxy, err := tasks.NewProxy(echoServer(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer proxy.Close()
-	ctx := t.Context()
-	c, err := proxy.Broker().Dial(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if err := roundTrip(c, "before"); err != nil {
-		t.Fatal(err)
-	}
-	proxy.Cut()
-	if _, err := io.ReadFull(c, make([]byte, 1)); err == nil {
-		t.Fatal("a connection through the proxy survived Cut")
-	}
-	c2, err := proxy.Broker().Dial(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c2.Close()
-	if _, err := io.ReadFull(c2, make([]byte, 1)); err == nil {
-		t.Fatal("a connection made while cut was served")
-	}
-	proxy.Restore()
-	c3, err := proxy.Broker().Dial(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c3.Close()
-	if err := roundTrip(c3, "after"); err != nil {
-		t.Fatal(err)
-	}
-}
 
 func TestParseBroker(t *testing.T) {
 	for _, tc := range []struct {

@@ -17,10 +17,17 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// echo starts a line echo server, closed when the test ends.
+// echo starts a line echo server on TCP, closed when the test ends.
 func echo(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	return echoOn(t, "tcp", "127.0.0.1:0")
+}
+
+// echoOn starts a line echo server listening on network and address,
+// closed when the test ends, and returns its address.
+func echoOn(t *testing.T, network, address string) string {
+	t.Helper()
+	ln, err := net.Listen(network, address)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,6 +121,39 @@ func TestProxyModes(t *testing.T) {
 	}
 	if err := p.Close(); err != nil {
 		t.Fatalf("second Close: %v", err)
+	}
+}
+
+// TestProxyUnixTarget: a proxy in front of a Unix socket forwards, cuts
+// (live connections closed, new ones closed at once) and restores.
+func TestProxyUnixTarget(t *testing.T) {
+	dir, err := os.MkdirTemp("", "faultnet") // short: socket paths are limited
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	p, err := faultnet.ListenNetwork("unix", echoOn(t, "unix", dir+"/echo.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	long := testlog.TimeLeft(t)
+	c, r := dial(t, p)
+	if got, err := roundTrip(c, r, "one", long); err != nil || got != "one" {
+		t.Fatalf("through the proxy: %q, %v", got, err)
+	}
+	p.Set(faultnet.Cut)
+	if _, err := roundTrip(c, r, "cut", long); err == nil {
+		t.Fatal("a connection survived the cut")
+	}
+	c2, r2 := dial(t, p)
+	if _, err := roundTrip(c2, r2, "refused", long); err == nil {
+		t.Fatal("a new connection worked while cut")
+	}
+	p.Set(faultnet.Pass)
+	c, r = dial(t, p)
+	if got, err := roundTrip(c, r, "two", long); err != nil || got != "two" {
+		t.Fatalf("after the cut: %q, %v", got, err)
 	}
 }
 

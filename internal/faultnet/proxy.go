@@ -34,8 +34,9 @@ const (
 // target address, until its mode says otherwise. Make one with [Listen];
 // Close it when done. Its methods are safe for concurrent use.
 type Proxy struct {
-	ln     net.Listener
-	target string
+	ln      net.Listener
+	network string
+	target  string
 
 	mu    sync.Mutex
 	mode  Mode
@@ -53,12 +54,17 @@ func (l *link) close() {
 
 // Listen starts a proxy on 127.0.0.1:0 to target (host:port) in mode Pass.
 // It returns once the proxy accepts connections.
-func Listen(target string) (*Proxy, error) {
+func Listen(target string) (*Proxy, error) { return ListenNetwork("tcp", target) }
+
+// ListenNetwork is [Listen] to a target on network ("tcp" or "unix", as
+// [net.Dial] takes them): the proxy itself always listens on TCP
+// 127.0.0.1:0.
+func ListenNetwork(network, target string) (*Proxy, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
 	}
-	p := &Proxy{ln: ln, target: target, links: make(map[*link]struct{})}
+	p := &Proxy{ln: ln, network: network, target: target, links: make(map[*link]struct{})}
 	p.wg.Add(1)
 	go p.accept()
 	return p, nil
@@ -71,7 +77,7 @@ func (p *Proxy) Addr() string { return p.ln.Addr().String() }
 func (p *Proxy) URL() string { return "nats://" + p.Addr() }
 
 // SetTarget changes where new connections go (a restarted server on
-// another port). Existing connections keep theirs.
+// another port), on the same network. Existing connections keep theirs.
 func (p *Proxy) SetTarget(target string) {
 	p.mu.Lock()
 	p.target = target
@@ -139,7 +145,7 @@ func (p *Proxy) accept() {
 			c.Close()
 			continue
 		}
-		up, err := net.Dial("tcp", target)
+		up, err := net.Dial(p.network, target)
 		if err != nil {
 			c.Close()
 			continue
