@@ -43,7 +43,7 @@ func TestLeaseLostCancelsAndHandsBack(t *testing.T) {
 	const lease = 300 * time.Millisecond
 	startRunner(t, runnerOpts{store: cs, lease: lease, kinds: []task.Kind{kind}})
 	r2, _ := task.NewRunner(task.Config{Store: cs, Kinds: task.NewRegistry(kind)})
-	tk, _, _ := r2.Submit(deadlineCtx(t), task.Spec{Kind: "lease"})
+	tk, _, _ := r2.Submit(testlog.DeadlineContext(t), task.Spec{Kind: "lease"})
 	recvT(t, attempts, "first attempt")
 	cs.fail.Store(true)
 	lost := time.Now()
@@ -77,12 +77,12 @@ func TestLeaseRenewedWhileHealthy(t *testing.T) {
 		return "ok", nil
 	}}
 	r := startRunner(t, runnerOpts{store: s, lease: lease, kinds: []task.Kind{kind}})
-	tk, _, _ := r.Submit(deadlineCtx(t), task.Spec{Kind: "long"})
+	tk, _, _ := r.Submit(testlog.DeadlineContext(t), task.Spec{Kind: "long"})
 	running := waitState(t, s, tk.ID, task.Running)
 	if running.Lease == nil || running.Lease.Node != "node-a" || running.Lease.Duration != task.Duration(lease) {
 		t.Fatalf("running record's lease %+v", running.Lease)
 	}
-	ch, _ := s.Watch(deadlineCtx(t), task.WatchOptions{ID: tk.ID})
+	ch, _ := s.Watch(testlog.DeadlineContext(t), task.WatchOptions{ID: tk.ID})
 	renewed := false
 	for ev := range ch {
 		if ev.Task.Lease != nil && ev.Task.Lease.Renewals > 0 {
@@ -109,7 +109,7 @@ func TestShutdownHandsBack(t *testing.T) {
 	if err := a.Start(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	ctx := deadlineCtx(t)
+	ctx := testlog.DeadlineContext(t)
 	tk, _, _ := a.Submit(ctx, task.Spec{Kind: "gate"})
 	recvT(t, g.started, "start")
 	if err := a.Shutdown(ctx, 10*time.Millisecond); err != nil {
@@ -141,7 +141,7 @@ func TestShutdownGraceLetsTasksFinish(t *testing.T) {
 	g := newGate()
 	a, _ := task.NewRunner(task.Config{Store: s, Kinds: task.NewRegistry(g.kind()), Logger: discard()})
 	a.Start(t.Context())
-	ctx := deadlineCtx(t)
+	ctx := testlog.DeadlineContext(t)
 	tk, _, _ := a.Submit(ctx, task.Spec{Kind: "gate"})
 	recvT(t, g.started, "start")
 	done := make(chan error, 1)
@@ -159,7 +159,7 @@ func TestRunScoped(t *testing.T) {
 	t.Parallel()
 	s := openStore(t, newBucket())
 	r := startRunner(t, runnerOpts{store: s, concurrency: 1, kinds: []task.Kind{task.LongRunning()}})
-	ctx := deadlineCtx(t)
+	ctx := testlog.DeadlineContext(t)
 	started := make(chan string, 1)
 	wait := func(tok cancellation.Token, run *task.Run) (string, error) {
 		started <- run.ID()
@@ -218,7 +218,7 @@ func TestRunScopedShortNotRecorded(t *testing.T) {
 	cs := &countingStore{Store: openStore(t, newBucket())}
 	stopped := make(chan task.Stopped, 1)
 	r := startRunner(t, runnerOpts{store: cs, kinds: []task.Kind{task.LongRunning()}, onStop: func(st task.Stopped) { stopped <- st }})
-	ctx := deadlineCtx(t)
+	ctx := testlog.DeadlineContext(t)
 	tk, res, err := r.RunScoped(ctx, task.Spec{Kind: "longrunning", Params: json.RawMessage(`{"iterations":1,"interval":"0s"}`)},
 		func(tok cancellation.Token, run *task.Run) (string, error) {
 			run.Progress(1, 1, "done")
@@ -242,7 +242,7 @@ func TestRetentionDeletesFinished(t *testing.T) {
 	t.Parallel()
 	s := openStore(t, newBucket())
 	r := startRunner(t, runnerOpts{store: s, retention: 100 * time.Millisecond, kinds: []task.Kind{task.LongRunning()}})
-	ctx := deadlineCtx(t)
+	ctx := testlog.DeadlineContext(t)
 	tk, _, _ := r.Submit(ctx, task.Spec{Kind: "longrunning", Params: json.RawMessage(`{"iterations":1,"interval":"0s"}`)})
 	done := waitState(t, s, tk.ID, task.Succeeded)
 	_, rev, _ := s.Get(ctx, tk.ID)
@@ -263,7 +263,7 @@ func TestLongRunningLogsAndProgress(t *testing.T) {
 	s := openStore(t, newBucket())
 	sink := testlog.NewSink()
 	r := startRunner(t, runnerOpts{store: s, logger: sink.Logger(), kinds: []task.Kind{task.LongRunning()}})
-	tk, _, _ := r.Submit(deadlineCtx(t), task.Spec{Kind: "longrunning", Params: json.RawMessage(`{"iterations":2,"interval":"1ms"}`)})
+	tk, _, _ := r.Submit(testlog.DeadlineContext(t), task.Spec{Kind: "longrunning", Params: json.RawMessage(`{"iterations":2,"interval":"1ms"}`)})
 	waitState(t, s, tk.ID, task.Succeeded)
 	for _, msg := range []string{"Iteration 1 of 2 completed.", "Iteration 2 of 2 completed."} {
 		sink.Wait(t, msg, func(r testlog.Record) bool { return r.Str("msg") == msg && r.Str("task") == tk.ID })
@@ -286,7 +286,7 @@ func TestDownloadKind(t *testing.T) {
 	s := openStore(t, newBucket())
 	r := startRunner(t, runnerOpts{store: s, kinds: []task.Kind{task.Download(dir, ts.Client())}})
 	params, _ := json.Marshal(task.DownloadParams{URL: ts.URL + "/file.txt", SHA256: hex.EncodeToString(sum[:])})
-	tk, _, err := r.Submit(deadlineCtx(t), task.Spec{Kind: "download", Params: params})
+	tk, _, err := r.Submit(testlog.DeadlineContext(t), task.Spec{Kind: "download", Params: params})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -332,7 +332,7 @@ func TestDownloadResumesAfterHandBack(t *testing.T) {
 	if err := a.Start(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	ctx := deadlineCtx(t)
+	ctx := testlog.DeadlineContext(t)
 	params, _ := json.Marshal(task.DownloadParams{URL: ts.URL + "/big.bin"})
 	tk, _, err := a.Submit(ctx, task.Spec{Kind: "download", Params: params})
 	if err != nil {
@@ -387,7 +387,7 @@ func TestSubmitNotQueued(t *testing.T) {
 	s := &enqueueFailing{Store: openStore(t, newBucket())}
 	s.fail.Store(true)
 	r := startRunner(t, runnerOpts{store: s, lease: 300 * time.Millisecond, kinds: []task.Kind{task.LongRunning()}})
-	ctx := deadlineCtx(t)
+	ctx := testlog.DeadlineContext(t)
 	spec := task.Spec{Kind: "longrunning", Params: json.RawMessage(`{"iterations":1,"interval":"0s"}`), IdempotencyKey: "k1"}
 	if _, _, err := r.Submit(ctx, spec); !errors.Is(err, errUnreachable) || s.hits.Load() < 2 {
 		t.Fatalf("Submit with the queue unreachable: %v after %d tries", err, s.hits.Load())
@@ -432,7 +432,7 @@ func TestCancelMissedByBrokenWatch(t *testing.T) {
 	// in the record, comes long after the test's bound below.
 	const lease = 3 * time.Minute
 	r := startRunner(t, runnerOpts{store: b, lease: lease, kinds: []task.Kind{g.kind()}})
-	ctx := deadlineCtx(t)
+	ctx := testlog.DeadlineContext(t)
 	tk, _, err := r.Submit(ctx, task.Spec{Kind: "gate"})
 	if err != nil {
 		t.Fatal(err)
@@ -472,7 +472,7 @@ func TestLeaseLostAtLastAttempt(t *testing.T) {
 	}}
 	startRunner(t, runnerOpts{store: cs, lease: 300 * time.Millisecond, kinds: []task.Kind{kind}})
 	r2, _ := task.NewRunner(task.Config{Store: cs, Kinds: task.NewRegistry(kind)})
-	tk, _, err := r2.Submit(deadlineCtx(t), task.Spec{Kind: "lease", MaxAttempts: 1})
+	tk, _, err := r2.Submit(testlog.DeadlineContext(t), task.Spec{Kind: "lease", MaxAttempts: 1})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,9 +14,9 @@ import (
 	"github.com/go-cancellation/cancellation"
 	"github.com/go-cancellation/cancellation/internal/doccheck"
 	"github.com/go-cancellation/cancellation/internal/natstest"
+	"github.com/go-cancellation/cancellation/internal/testlog"
 	"github.com/go-cancellation/cancellation/task"
 	"github.com/go-cancellation/cancellation/task/natsstore"
-	"github.com/nats-io/nats.go"
 )
 
 func TestMain(m *testing.M) { os.Exit(natstest.Main(m)) }
@@ -32,28 +32,7 @@ func newBucket() string { return fmt.Sprintf("b%d", buckets.Add(1)) }
 // openStore opens a store on bucket over a connection of its own.
 func openStore(t *testing.T, bucket string) *natsstore.Store {
 	t.Helper()
-	nc, err := nats.Connect(natstest.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	s, err := natsstore.New(t.Context(), nc, natsstore.Options{Bucket: bucket, AckWait: 2 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s
-}
-
-// deadlineCtx is canceled a little before the test's deadline.
-func deadlineCtx(t *testing.T) context.Context {
-	ctx := t.Context()
-	if dl, ok := t.Deadline(); ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithDeadline(ctx, dl.Add(-2*time.Second))
-		t.Cleanup(cancel)
-	}
-	return ctx
+	return natstest.Store(t, natsstore.Options{Bucket: bucket, AckWait: 2 * time.Second})
 }
 
 // gate is a kind whose tasks block until released, reporting their
@@ -137,7 +116,7 @@ func recvT[T any](t *testing.T, ch <-chan T, what string) T {
 	select {
 	case v := <-ch:
 		return v
-	case <-deadlineCtx(t).Done():
+	case <-testlog.DeadlineContext(t).Done():
 		t.Fatalf("no %s before the test's deadline", what)
 	}
 	panic("unreachable")
@@ -146,7 +125,7 @@ func recvT[T any](t *testing.T, ch <-chan T, what string) T {
 // waitState watches task id until it reaches state and returns it.
 func waitState(t *testing.T, s task.Store, id string, want task.State) *task.Task {
 	t.Helper()
-	ctx, cancel := context.WithCancel(deadlineCtx(t))
+	ctx, cancel := context.WithCancel(testlog.DeadlineContext(t))
 	defer cancel()
 	ch, err := s.Watch(ctx, task.WatchOptions{ID: id, After: 1})
 	if err != nil {

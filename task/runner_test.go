@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/go-cancellation/cancellation"
+	"github.com/go-cancellation/cancellation/internal/testlog"
 	"github.com/go-cancellation/cancellation/task"
 )
 
@@ -43,7 +44,7 @@ func TestStatesMoveForwardOnly(t *testing.T) {
 	t.Parallel()
 	s := openStore(t, newBucket())
 	r := startRunner(t, runnerOpts{store: s, kinds: []task.Kind{task.LongRunning()}})
-	ctx := deadlineCtx(t)
+	ctx := testlog.DeadlineContext(t)
 	events, err := s.Watch(ctx, task.WatchOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -105,7 +106,7 @@ func TestCancelQueuedNeverStarts(t *testing.T) {
 	s := openStore(t, newBucket())
 	g := newGate()
 	r := startRunner(t, runnerOpts{store: s, concurrency: 1, kinds: []task.Kind{g.kind()}})
-	ctx := deadlineCtx(t)
+	ctx := testlog.DeadlineContext(t)
 	first, _, err := r.Submit(ctx, task.Spec{Kind: "gate"})
 	if err != nil {
 		t.Fatal(err)
@@ -140,7 +141,7 @@ func TestCancelReachesTokenWithReason(t *testing.T) {
 	g := newGate()
 	var stopped = make(chan task.Stopped, 1)
 	r := startRunner(t, runnerOpts{store: s, kinds: []task.Kind{g.kind()}, onStop: func(st task.Stopped) { stopped <- st }})
-	ctx := deadlineCtx(t)
+	ctx := testlog.DeadlineContext(t)
 	tk, _, _ := r.Submit(ctx, task.Spec{Kind: "gate"})
 	recvT(t, g.started, "start")
 	got, err := r.Cancel(ctx, tk.ID, task.CancelRequest{Reason: "operator: wrong input file", RequestID: "req-1"})
@@ -177,7 +178,7 @@ func TestCancelFromAnotherNodeByWatch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx := deadlineCtx(t)
+	ctx := testlog.DeadlineContext(t)
 	tk, _, _ := b.Submit(ctx, task.Spec{Kind: "gate"})
 	recvT(t, g.started, "start on node a")
 	if _, err := b.Cancel(ctx, tk.ID, task.CancelRequest{Reason: "from b"}); err != nil {
@@ -197,7 +198,7 @@ func TestCancelFinishedConflicts(t *testing.T) {
 	t.Parallel()
 	s := openStore(t, newBucket())
 	r := startRunner(t, runnerOpts{store: s, kinds: []task.Kind{task.LongRunning()}})
-	ctx := deadlineCtx(t)
+	ctx := testlog.DeadlineContext(t)
 	tk, _, _ := r.Submit(ctx, task.Spec{Kind: "longrunning", Params: json.RawMessage(`{"iterations":1,"interval":"0s"}`)})
 	waitState(t, s, tk.ID, task.Succeeded)
 	got, err := r.Cancel(ctx, tk.ID, task.CancelRequest{})
@@ -214,7 +215,7 @@ func TestTimeoutIsASourceTimer(t *testing.T) {
 	s := openStore(t, newBucket())
 	g := newGate()
 	r := startRunner(t, runnerOpts{store: s, kinds: []task.Kind{g.kind()}})
-	ctx := deadlineCtx(t)
+	ctx := testlog.DeadlineContext(t)
 	tk, _, err := r.Submit(ctx, task.Spec{Kind: "gate", Timeout: 50 * time.Millisecond})
 	if err != nil || tk.Timeout != task.Duration(50*time.Millisecond) {
 		t.Fatalf("Submit = %+v, %v", tk, err)
@@ -249,7 +250,7 @@ func TestProgressCoalesced(t *testing.T) {
 		return "done", nil
 	}}
 	r := startRunner(t, runnerOpts{store: cs, kinds: []task.Kind{flood}})
-	tk, _, _ := r.Submit(deadlineCtx(t), task.Spec{Kind: "flood"})
+	tk, _, _ := r.Submit(testlog.DeadlineContext(t), task.Spec{Kind: "flood"})
 	final := waitState(t, cs, tk.ID, task.Succeeded)
 	if final.Progress == nil || final.Progress.Done != 1_000_000 {
 		t.Fatalf("final progress %+v, want the last value reported", final.Progress)
@@ -268,7 +269,7 @@ func TestConcurrencyLimit(t *testing.T) {
 	s := openStore(t, newBucket())
 	g := newGate()
 	r := startRunner(t, runnerOpts{store: s, concurrency: 2, kinds: []task.Kind{g.kind()}})
-	ctx := deadlineCtx(t)
+	ctx := testlog.DeadlineContext(t)
 	var ids []string
 	for range 5 {
 		tk, _, _ := r.Submit(ctx, task.Spec{Kind: "gate"})
@@ -295,7 +296,7 @@ func TestIdempotencyKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx := deadlineCtx(t)
+	ctx := testlog.DeadlineContext(t)
 	spec := task.Spec{Kind: "longrunning", IdempotencyKey: "k1"}
 	a, created, err := r.Submit(ctx, spec)
 	if err != nil || !created {
@@ -320,7 +321,7 @@ func TestKindsRegistry(t *testing.T) {
 		t.Fatalf("Names = %v", got)
 	}
 	r, _ := task.NewRunner(task.Config{Store: openStore(t, newBucket()), Kinds: reg})
-	ctx := deadlineCtx(t)
+	ctx := testlog.DeadlineContext(t)
 	for _, tt := range []struct {
 		spec task.Spec
 		want error

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -28,15 +27,7 @@ func do(t *testing.T, client *http.Client, method, url, id string, hdr map[strin
 	for k, v := range hdr {
 		req.Header.Set(k, v)
 	}
-	resp, err := client.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
+	resp, b := testlog.Do(t, client, req)
 	return resp.StatusCode, string(b), resp.Header
 }
 

@@ -1,6 +1,7 @@
 // Package natstest runs one embedded NATS server (JetStream on disk in a
 // temporary directory) for a test binary: the tests of packages task,
-// task/natsstore and task/taskhttp share it, each on buckets of its own.
+// task/natsstore and task/taskhttp share it, each on buckets of its own
+// ([Store] opens one).
 package natstest
 
 import (
@@ -9,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/go-cancellation/cancellation/task/natsstore"
+	"github.com/nats-io/nats.go"
 	"go.uber.org/goleak"
 )
 
@@ -46,3 +48,22 @@ func Main(m *testing.M) int {
 // URL returns the server's client URL (valid once Main runs the tests). It
 // does not block and is safe for concurrent use.
 func URL() string { return url }
+
+// Store opens a store with opts over a NATS connection of its own to the
+// server; both are closed when t ends. It fails the test (t.Fatal) when
+// either cannot be opened: call it from the test's goroutine. It blocks
+// until the store is ready.
+func Store(t *testing.T, opts natsstore.Options) *natsstore.Store {
+	t.Helper()
+	nc, err := nats.Connect(URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	s, err := natsstore.New(t.Context(), nc, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}

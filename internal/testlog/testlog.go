@@ -1,9 +1,11 @@
-// Package testlog is test support shared by the tests of package cancelhttp
-// and command taskd: a [Sink] that collects the JSON records a
-// slog.JSONHandler writes and lets a test wait for one, and helpers that
-// wait no longer than the test may ([TimeLeft], [Recv]) or play clients
-// ([RawGet] goes away by closing its connection, [DoAsync] sends in the
-// background, [ReadResponse] reads the answer to a raw request).
+// Package testlog is test support shared by the tests of package cancelhttp,
+// the task packages and command taskd: a [Sink] that collects the JSON
+// records a slog.JSONHandler writes and lets a test wait for one, and
+// helpers that wait no longer than the test may ([TimeLeft], [Recv],
+// [DeadlineContext]) or play clients ([Do] sends and reads the whole
+// answer, [RawGet] goes away by closing its
+// connection, [DoAsync] sends in the background, [ReadResponse] reads the
+// answer to a raw request).
 //
 // Everything here is safe for concurrent use. The functions that take a
 // *testing.T fail the test with t.Fatalf or t.Fatal, so call them from the
@@ -13,6 +15,7 @@ package testlog
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -178,6 +181,20 @@ func TimeLeft(t *testing.T) time.Duration {
 	return left
 }
 
+// DeadlineContext returns t.Context(), canceled also 2s before the test
+// binary's deadline (-timeout) when it has one, so that a request or wait
+// bounded by it fails the test with its own message first. It does not
+// block.
+func DeadlineContext(t *testing.T) context.Context {
+	ctx := t.Context()
+	if dl, ok := t.Deadline(); ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, dl.Add(-2*time.Second))
+		t.Cleanup(cancel)
+	}
+	return ctx
+}
+
 // Recv receives a value from c. It blocks until one arrives or [TimeLeft]
 // has passed; then it fails the test (t.Fatalf) naming what. Call it from
 // the test's goroutine.
@@ -210,6 +227,24 @@ func RawGet(t *testing.T, addr, path, id string) net.Conn {
 		t.Fatal(err)
 	}
 	return c
+}
+
+// Do sends req with client and reads the whole response body, and returns
+// the response (its body closed) and the body. It fails the test (t.Fatal)
+// when the request or the read fails; call it from the test's goroutine.
+// It blocks until the body is read.
+func Do(t *testing.T, client *http.Client, req *http.Request) (*http.Response, []byte) {
+	t.Helper()
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp, b
 }
 
 // DoAsync sends req with client on a new goroutine, reads nothing and

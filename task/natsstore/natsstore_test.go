@@ -11,7 +11,6 @@ import (
 	"github.com/go-cancellation/cancellation/task"
 	"github.com/go-cancellation/cancellation/task/natsstore"
 	"github.com/go-cancellation/cancellation/task/storetest"
-	"github.com/nats-io/nats.go"
 )
 
 func TestMain(m *testing.M) { os.Exit(natstest.Main(m)) }
@@ -21,19 +20,7 @@ var buckets atomic.Int64
 // newStore returns a Store on a bucket of its own, closed when t ends.
 func newStore(t *testing.T) *natsstore.Store {
 	t.Helper()
-	nc, err := nats.Connect(natstest.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	s, err := natsstore.New(t.Context(), nc, natsstore.Options{
-		Bucket: fmt.Sprintf("test%d", buckets.Add(1)),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s
+	return natstest.Store(t, natsstore.Options{Bucket: fmt.Sprintf("test%d", buckets.Add(1))})
 }
 
 func TestConformance(t *testing.T) {

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-cancellation/cancellation/internal/testlog"
 	"github.com/go-cancellation/cancellation/task"
 )
 
@@ -241,7 +242,7 @@ func recv[T any](t *testing.T, ch <-chan T) T {
 	select {
 	case v := <-ch:
 		return v
-	case <-deadlineCtx(t).Done():
+	case <-testlog.DeadlineContext(t).Done():
 		t.Fatal("nothing received before the deadline")
 	}
 	panic("unreachable")

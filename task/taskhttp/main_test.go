@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -19,10 +18,10 @@ import (
 	"github.com/go-cancellation/cancellation/cancelhttp"
 	"github.com/go-cancellation/cancellation/internal/doccheck"
 	"github.com/go-cancellation/cancellation/internal/natstest"
+	"github.com/go-cancellation/cancellation/internal/testlog"
 	"github.com/go-cancellation/cancellation/task"
 	"github.com/go-cancellation/cancellation/task/natsstore"
 	"github.com/go-cancellation/cancellation/task/taskhttp"
-	"github.com/nats-io/nats.go"
 )
 
 func TestMain(m *testing.M) { os.Exit(natstest.Main(m)) }
@@ -62,19 +61,11 @@ type env struct {
 // cancelhttp's middleware.
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	nc, err := nats.Connect(natstest.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	store, err := natsstore.New(t.Context(), nc, natsstore.Options{Bucket: fmt.Sprintf("h%d", buckets.Add(1))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
+	store := natstest.Store(t, natsstore.Options{Bucket: fmt.Sprintf("h%d", buckets.Add(1))})
 	e := &env{gate: &gate{started: make(chan string, 10), release: make(chan struct{})}}
 	e.metrics = taskhttp.NewMetrics(store)
 	logger := slog.New(slog.DiscardHandler)
+	var err error
 	e.runner, err = task.NewRunner(task.Config{
 		Store: store, Kinds: task.NewRegistry(task.LongRunning(), e.gate.kind()),
 		Node: "node-a", Concurrency: 1, OnStop: e.metrics.Stopped, Logger: logger,
@@ -98,16 +89,6 @@ func newEnv(t *testing.T) *env {
 	return e
 }
 
-func deadlineCtx(t *testing.T) context.Context {
-	ctx := t.Context()
-	if dl, ok := t.Deadline(); ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithDeadline(ctx, dl.Add(-2*time.Second))
-		t.Cleanup(cancel)
-	}
-	return ctx
-}
-
 type response struct {
 	status int
 	header http.Header
@@ -126,7 +107,7 @@ func (r response) task(t *testing.T) *task.Task {
 // do sends a request and reads the whole response.
 func do(t *testing.T, method, url, contentType, body string, header ...string) response {
 	t.Helper()
-	req, err := http.NewRequestWithContext(deadlineCtx(t), method, url, strings.NewReader(body))
+	req, err := http.NewRequestWithContext(testlog.DeadlineContext(t), method, url, strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,15 +117,7 @@ func do(t *testing.T, method, url, contentType, body string, header ...string) r
 	for i := 0; i+1 < len(header); i += 2 {
 		req.Header.Set(header[i], header[i+1])
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
+	resp, b := testlog.Do(t, http.DefaultClient, req)
 	return response{resp.StatusCode, resp.Header, b}
 }
 
@@ -178,7 +151,7 @@ type sse struct {
 // openSSE opens an event stream; it returns once the headers arrived.
 func openSSE(t *testing.T, url string, lastID string) *sse {
 	t.Helper()
-	ctx, cancel := context.WithCancel(deadlineCtx(t))
+	ctx, cancel := context.WithCancel(testlog.DeadlineContext(t))
 	req, _ := http.NewRequestWithContext(ctx, "GET", url, nil)
 	if lastID != "" {
 		req.Header.Set("Last-Event-ID", lastID)
@@ -236,7 +209,7 @@ func (s *sse) next(t *testing.T) (ev sseEvent, tk *task.Task, ok bool) {
 				t.Fatalf("malformed event %+v", ev)
 			}
 			return ev, tk, true
-		case <-deadlineCtx(t).Done():
+		case <-testlog.DeadlineContext(t).Done():
 			t.Fatal("no event before the deadline")
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"strconv"
 	"testing"
 
+	"github.com/go-cancellation/cancellation/internal/testlog"
 	"github.com/go-cancellation/cancellation/task"
 )
 
@@ -71,7 +72,7 @@ func TestAllEvents(t *testing.T) {
 		if !ev.comment {
 			t.Fatalf("first thing on an idle stream: %+v, want a heartbeat comment", ev)
 		}
-	case <-deadlineCtx(t).Done():
+	case <-testlog.DeadlineContext(t).Done():
 		t.Fatal("no heartbeat")
 	}
 	tk := do(t, "POST", e.url+"/tasks", jsonType, `{"kind":"longrunning","params":{"iterations":1,"interval":"0s"}}`).task(t)
