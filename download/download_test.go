@@ -388,6 +388,7 @@ func TestHTTPStatus(t *testing.T) {
 		{name: "404 is final", steps: []downloadtest.Step{{Status: 404}}, status: 404, attempts: 1, message: "HTTP 404 Not Found"},
 		{name: "403 is final", steps: []downloadtest.Step{{Status: 403}}, status: 403, attempts: 1, message: "HTTP 403 Forbidden"},
 		{name: "500 then ok", steps: []downloadtest.Step{{Status: 500}, {Status: 502}}, attempts: 3},
+		{name: "503 with no retries (Retries < 0)", steps: []downloadtest.Step{{Status: 503}}, retries: -1, status: 503, attempts: 1, message: "HTTP 503 Service Unavailable"},
 		{name: "503 exhausts retries", steps: []downloadtest.Step{{Status: 503}, {Status: 503}, {Status: 503}}, retries: 2, status: 503, attempts: 3, message: "HTTP 503 Service Unavailable"},
 		{name: "429 Retry-After seconds", steps: []downloadtest.Step{{Status: 429, RetryAfter: "1"}}, attempts: 2, minWait: time.Second},
 		{name: "429 Retry-After too long", steps: []downloadtest.Step{{Status: 429, RetryAfter: "86400"}}, status: 429, attempts: 1, message: "HTTP 429 Too Many Requests (server asks to retry after 24h0m0s)"},

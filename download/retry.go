@@ -20,24 +20,20 @@ const maxRetryAfter = 10 * time.Minute
 // maxRedirects is how many redirects one request follows.
 const maxRedirects = 10
 
-func (c *Client) idleTimeout() time.Duration {
-	switch {
-	case c.IdleTimeout == 0:
-		return DefaultIdleTimeout
-	case c.IdleTimeout < 0:
-		return 0
-	}
-	return c.IdleTimeout
-}
+func (c *Client) idleTimeout() time.Duration { return setting(c.IdleTimeout, DefaultIdleTimeout) }
 
-func (c *Client) retries() int {
+func (c *Client) retries() int { return setting(c.Retries, DefaultRetries) }
+
+// setting reads a Client field where 0 means def and a negative value
+// means none (0).
+func setting[T int | time.Duration](v, def T) T {
 	switch {
-	case c.Retries == 0:
-		return DefaultRetries
-	case c.Retries < 0:
+	case v == 0:
+		return def
+	case v < 0:
 		return 0
 	}
-	return c.Retries
+	return v
 }
 
 func (c *Client) backoff(n int) time.Duration {

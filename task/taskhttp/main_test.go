@@ -97,6 +97,7 @@ type response struct {
 
 func (r response) task(t *testing.T) *task.Task {
 	t.Helper()
+	wantJSONHeaders(t, r, "application/json")
 	var tk task.Task
 	if err := json.Unmarshal(r.body, &tk); err != nil {
 		t.Fatalf("body %q: %v", r.body, err)
@@ -131,8 +132,20 @@ func wantProblem(t *testing.T, r response, status int, detail string) {
 	if r.status != status || r.header.Get("Content-Type") != "application/problem+json" {
 		t.Fatalf("status %d, Content-Type %q, body %s; want %d problem+json", r.status, r.header.Get("Content-Type"), r.body, status)
 	}
+	wantJSONHeaders(t, r, "application/problem+json")
 	if err := json.Unmarshal(r.body, &p); err != nil || p.Status != status || p.Title == "" || p.Type == "" || !strings.Contains(p.Detail, detail) {
 		t.Fatalf("problem %s (%v), want detail containing %q", r.body, err, detail)
+	}
+}
+
+// wantJSONHeaders checks the headers of a JSON answer: its Content-Type,
+// not to be sniffed, not to be stored.
+func wantJSONHeaders(t *testing.T, r response, contentType string) {
+	t.Helper()
+	h := r.header
+	if h.Get("Content-Type") != contentType || h.Get("X-Content-Type-Options") != "nosniff" || h.Get("Cache-Control") != "no-store" {
+		t.Fatalf("Content-Type %q, X-Content-Type-Options %q, Cache-Control %q; want %s, nosniff, no-store",
+			h.Get("Content-Type"), h.Get("X-Content-Type-Options"), h.Get("Cache-Control"), contentType)
 	}
 }
 

@@ -20,12 +20,7 @@ func writeProblem(w http.ResponseWriter, r *http.Request, status int, detail str
 		Type: "about:blank", Title: http.StatusText(status), Status: status,
 		Detail: detail, Instance: r.URL.Path,
 	})
-	h := w.Header()
-	h.Set("Content-Type", "application/problem+json")
-	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Cache-Control", "no-store")
-	w.WriteHeader(status)
-	w.Write(append(b, '\n'))
+	writeBody(w, status, "application/problem+json", b)
 }
 
 // writeJSON answers with v as JSON.
@@ -35,8 +30,14 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 		http.Error(w, "Internal error.", http.StatusInternalServerError)
 		return
 	}
+	writeBody(w, status, "application/json", b)
+}
+
+// writeBody answers with the JSON document b, of contentType, not to be
+// sniffed or stored.
+func writeBody(w http.ResponseWriter, status int, contentType string, b []byte) {
 	h := w.Header()
-	h.Set("Content-Type", "application/json")
+	h.Set("Content-Type", contentType)
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
