@@ -102,20 +102,7 @@ func TestProxyModes(t *testing.T) {
 		t.Fatalf("after the restore: %q, %v", got, err)
 	}
 
-	// Cut: the connection is closed, new ones are closed at once.
-	p.Set(faultnet.Cut)
-	if _, err := roundTrip(c, r, "cut", long); err == nil {
-		t.Fatal("a connection survived the cut")
-	}
-	c2, r2 := dial(t, p)
-	if _, err := roundTrip(c2, r2, "refused", long); err == nil {
-		t.Fatal("a new connection worked while cut")
-	}
-	p.Set(faultnet.Pass)
-	c, r = dial(t, p)
-	if got, err := roundTrip(c, r, "three", long); err != nil || got != "three" {
-		t.Fatalf("after the cut: %q, %v", got, err)
-	}
+	cutAndRestore(t, p, c, r)
 	if err := p.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -137,11 +124,19 @@ func TestProxyUnixTarget(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer p.Close()
-	long := testlog.TimeLeft(t)
 	c, r := dial(t, p)
-	if got, err := roundTrip(c, r, "one", long); err != nil || got != "one" {
+	if got, err := roundTrip(c, r, "one", testlog.TimeLeft(t)); err != nil || got != "one" {
 		t.Fatalf("through the proxy: %q, %v", got, err)
 	}
+	cutAndRestore(t, p, c, r)
+}
+
+// cutAndRestore checks Cut and the way back to Pass on p, given c, a live
+// connection through it: c is closed, a new connection is closed at once,
+// and after Pass a new one works.
+func cutAndRestore(t *testing.T, p *faultnet.Proxy, c net.Conn, r *bufio.Reader) {
+	t.Helper()
+	long := testlog.TimeLeft(t)
 	p.Set(faultnet.Cut)
 	if _, err := roundTrip(c, r, "cut", long); err == nil {
 		t.Fatal("a connection survived the cut")
@@ -152,7 +147,7 @@ func TestProxyUnixTarget(t *testing.T) {
 	}
 	p.Set(faultnet.Pass)
 	c, r = dial(t, p)
-	if got, err := roundTrip(c, r, "two", long); err != nil || got != "two" {
+	if got, err := roundTrip(c, r, "three", long); err != nil || got != "three" {
 		t.Fatalf("after the cut: %q, %v", got, err)
 	}
 }
