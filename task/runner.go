@@ -465,16 +465,14 @@ func (r *Runner) RunScoped(ctx context.Context, spec Spec, f Func) (*Task, strin
 		ID: NewID(), Kind: spec.Kind, Params: params, Timeout: Duration(spec.Timeout),
 		State: Running, Node: r.cfg.Node, Attempt: 1, MaxAttempts: 1, RequestScoped: true,
 		CreatedAt: start, StartedAt: &start,
-		Lease: &Lease{Node: r.cfg.Node, Duration: Duration(r.cfg.Lease)},
+		// Lease: set when recorded (see record).
 	}
 	rt := r.newRunning(ctx, t)
-	if !r.register(rt) {
-		rt.release()
-		return nil, "", ErrClosed
-	}
 	// Recorded only once it has run for ScopedRecordDelay: a request that
-	// ends sooner costs the store nothing.
-	rt.recordDone = make(chan struct{})
+	// ends sooner costs the store nothing. Registered in the live set only
+	// then too: nobody can ask to cancel a task the store does not list,
+	// and Shutdown leaves scoped tasks to their request.
+	rt.recordWG.Add(1)
 	rt.recordT = time.AfterFunc(max(r.cfg.ScopedRecordDelay, 0), rt.record)
 	final, res, ferr := r.execute(rt, f)
 	return final, res, ferr
@@ -692,13 +690,28 @@ func (r *Runner) sweepOnce(ctx context.Context) {
 // execute runs f for rt, writes the final record and returns it.
 func (r *Runner) execute(rt *running, f Func) (*Task, string, error) {
 	defer rt.release()
-	defer r.unregister(rt)
+	defer func() {
+		if !rt.scoped || rt.registered {
+			r.unregister(rt)
+		}
+	}()
 	rt.wmu.Lock() // a scoped task's record may be being written
-	start, recorded := rt.rec.Clone(), rt.rev != 0
+	var start *Task
+	if rt.scoped && rt.rev == 0 {
+		// Not recorded yet: record and the final write replace rt.rec's
+		// fields, never change what they point to, so a shallow copy in
+		// rt is the record as it was at the start, without allocating.
+		rt.start = *rt.rec
+		start = &rt.start
+	} else {
+		start = rt.rec.Clone()
+	}
+	recorded := rt.rev != 0
 	rt.wmu.Unlock()
 	// Every line of this run, the function's included, names the task,
 	// the node and the attempt: enough to tell runs apart in merged logs.
-	run := &Run{task: start, base: r.log, node: r.cfg.Node, rt: rt}
+	run := &rt.run
+	*run = Run{task: start, base: r.log, node: r.cfg.Node, rt: rt}
 	if start.Timeout > 0 {
 		rt.src.CancelAfterCause(time.Duration(start.Timeout), &TimeoutError{Timeout: time.Duration(start.Timeout)})
 	}
@@ -777,6 +790,14 @@ func (r *Runner) execute(rt *running, f Func) (*Task, string, error) {
 	if handedBack {
 		r.enqueue(rt.id)
 	}
+	if r.cfg.OnStop != nil {
+		r.cfg.OnStop(Stopped{Task: final, Cause: cause, StopLatency: latency, HandedBack: handedBack})
+	}
+	if start.RequestScoped && rt.rev == 0 {
+		// A request-scoped task too short to be recorded logs nothing
+		// more than its request does.
+		return final, res, ferr
+	}
 	attrs := []any{"kind", final.Kind, "state", final.State}
 	if final.Cause != "" {
 		attrs = append(attrs, "cause", final.Cause)
@@ -802,14 +823,7 @@ func (r *Runner) execute(rt *running, f Func) (*Task, string, error) {
 			attrs = append(attrs, "cause", cause.Error())
 		}
 	}
-	if r.cfg.OnStop != nil {
-		r.cfg.OnStop(Stopped{Task: final, Cause: cause, StopLatency: latency, HandedBack: handedBack})
-	}
-	if !start.RequestScoped || rt.rev != 0 {
-		// A request-scoped task too short to be recorded logs nothing
-		// more than its request does.
-		run.Logger().Info("task stopped", attrs...)
-	}
+	run.Logger().Info("task stopped", attrs...)
 	return final, res, ferr // rt and its records are not used after this
 }
 

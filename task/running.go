@@ -31,8 +31,14 @@ type running struct {
 	// lease timer's deadline, or a little earlier.
 	leaseEnd atomic.Int64
 
-	canceledAt time.Time // when src was canceled (set by its callback)
+	canceledAt atomic.Int64 // when src was canceled (monoNow; set by markCanceled)
 	reg        cancellation.Registration
+
+	// run and start are the Run handed to the task's function and, for a
+	// request-scoped task, the record it starts with: kept here so a
+	// short request allocates them once, with rt.
+	run   Run
+	start Task
 
 	wmu sync.Mutex // serializes writes of rec
 	rec *Task
@@ -51,18 +57,23 @@ type running struct {
 	renewDone chan struct{}
 
 	// A request-scoped task is recorded by recordT (rev stays 0 until
-	// then: writes change rec in memory only); recordDone is closed when
-	// record has run or will never run.
+	// then: writes change rec in memory only); recordWG is done when
+	// record has run or will never run. It is registered in the runner's
+	// live set by record (registered, under wmu).
 	recordT    *time.Timer
-	recordDone chan struct{}
+	recordWG   sync.WaitGroup
 	recorded   atomic.Bool // the store has the record (rev != 0)
+	registered bool
 }
 
 // record writes a request-scoped task's record for the first time and
 // starts renewing its lease. It runs on recordT's goroutine.
 func (rt *running) record() {
-	defer close(rt.recordDone)
+	defer rt.recordWG.Done()
 	rt.wmu.Lock()
+	rt.r.register(rt) // scoped: never refused
+	rt.registered = true
+	rt.rec.Lease = &Lease{Node: rt.r.cfg.Node, Duration: Duration(rt.r.cfg.Lease)}
 	rt.pmu.Lock()
 	if rt.prog != nil {
 		p := *rt.prog
@@ -99,9 +110,9 @@ func (rt *running) stopRecording() {
 		return
 	}
 	if rt.recordT.Stop() {
-		close(rt.recordDone)
+		rt.recordWG.Done()
 	}
-	<-rt.recordDone
+	rt.recordWG.Wait()
 }
 
 // monoEpoch anchors monoNow: durations since it are read on the
@@ -127,19 +138,16 @@ func (r *Runner) newRunning(parent context.Context, t *Task) *running {
 		p := *t.Progress
 		rt.prog = &p
 	}
-	var mu sync.Mutex
-	rt.reg = rt.src.Token().Register(func() {
-		mu.Lock()
-		rt.canceledAt = time.Now()
-		mu.Unlock()
-	})
+	rt.reg = rt.src.Token().Register(rt.markCanceled)
 	return rt
 }
+
+func (rt *running) markCanceled() { rt.canceledAt.Store(monoNow()) }
 
 // stopLatency is the time since the task's token was canceled.
 func (rt *running) stopLatency() time.Duration {
 	rt.reg.Wait()
-	return time.Since(rt.canceledAt)
+	return time.Duration(monoNow() - rt.canceledAt.Load())
 }
 
 // release frees the sources.

@@ -126,7 +126,16 @@ func (h *taskHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // token's Err as soon as the token is canceled, the error of a failed step,
 // or a panic of a step as an error.
 func (h *taskHandler) run(tok cancellation.Token, log *slog.Logger, n int, interval time.Duration) (done int, err error) {
+	return h.runTask(tok, log, nil, n, interval)
+}
+
+// runTask is run for the steps of task run (nil: not a task): each step
+// also reports its progress to run, and each step line names the task.
+func (h *taskHandler) runTask(tok cancellation.Token, log *slog.Logger, run *task.Run, n int, interval time.Duration) (done int, err error) {
 	steps := stepLog{log: log, n: n}
+	if run != nil {
+		steps.task = run.ID()
+	}
 	defer func() {
 		if v := recover(); v != nil {
 			if v == http.ErrAbortHandler {
@@ -143,12 +152,17 @@ func (h *taskHandler) run(tok cancellation.Token, log *slog.Logger, n int, inter
 		if err := cancellation.Sleep(tok, interval); err != nil {
 			return done, err
 		}
+		msg := ""
+		if run != nil {
+			msg = stepMessage(i, n)
+			run.Progress(int64(i), int64(n), msg)
+		}
 		if h.step != nil {
 			if err := h.step(tok, i); err != nil {
 				return done, err
 			}
 		}
-		steps.completed(i)
+		steps.completed(i, msg)
 		done = i
 	}
 	return done, nil
@@ -161,6 +175,7 @@ func (h *taskHandler) run(tok cancellation.Token, log *slog.Logger, n int, inter
 // completed." with lines_summarized=239. Used by one goroutine.
 type stepLog struct {
 	log     *slog.Logger
+	task    string // the task id for the lines' task attribute; "": none
 	n       int
 	tokens  float64
 	last    time.Time // of the last refill; zero before the first step
@@ -169,7 +184,14 @@ type stepLog struct {
 	lastI   int       // the last of them
 }
 
-func (s *stepLog) completed(i int) {
+// stepMessage is the line of step i of n.
+func stepMessage(i, n int) string {
+	return fmt.Sprintf("Iteration %d of %d completed.", i, n)
+}
+
+// completed counts step i; msg is its line if already made ("": made
+// here when needed).
+func (s *stepLog) completed(i int, msg string) {
 	now := time.Now()
 	if s.last.IsZero() {
 		s.tokens = stepLogBurst
@@ -192,7 +214,16 @@ func (s *stepLog) completed(i int) {
 		s.flush()
 		return
 	}
-	s.log.Info(fmt.Sprintf("Iteration %d of %d completed.", i, s.n))
+	if msg == "" {
+		msg = stepMessage(i, s.n)
+	}
+	if s.task == "" {
+		s.log.Info(msg)
+		return
+	}
+	// The task attribute added per line, not with log.With: a short
+	// request then costs no logger of its own.
+	s.log.LogAttrs(context.Background(), slog.LevelInfo, msg, slog.String("task", s.task))
 }
 
 // flush writes the summary of the steps not logged yet, if any.
@@ -200,9 +231,13 @@ func (s *stepLog) flush() {
 	if s.skipped == 0 {
 		return
 	}
-	s.log.Info(fmt.Sprintf("Iterations %d to %d of %d completed.", s.first, s.lastI, s.n),
-		slog.Int("lines_summarized", s.skipped),
+	attrs := make([]slog.Attr, 0, 3)
+	if s.task != "" {
+		attrs = append(attrs, slog.String("task", s.task))
+	}
+	attrs = append(attrs, slog.Int("lines_summarized", s.skipped),
 		slog.String("note", fmt.Sprintf("step lines are limited to %d a second per task", stepLogRate)))
+	s.log.LogAttrs(context.Background(), slog.LevelInfo, fmt.Sprintf("Iterations %d to %d of %d completed.", s.first, s.lastI, s.n), attrs...)
 	s.skipped = 0
 }
 

@@ -225,15 +225,7 @@ func (h *taskHandler) runAsTask(tok cancellation.Token, log *slog.Logger, n int,
 	_, _, rerr := h.tasks.RunScoped(tok, task.Spec{Kind: "longrunning", Params: params},
 		func(ttok cancellation.Token, run *task.Run) (string, error) {
 			ran, taskTok = true, ttok
-			hh := *h
-			hh.step = func(ctx context.Context, i int) error {
-				run.Progress(int64(i), int64(n), fmt.Sprintf("Iteration %d of %d completed.", i, n))
-				if h.step != nil {
-					return h.step(ctx, i)
-				}
-				return nil
-			}
-			done, err = hh.run(ttok, log.With(slog.String("task", run.ID())), n, interval)
+			done, err = h.runTask(ttok, log, run, n, interval)
 			if err != nil {
 				return "", err
 			}
