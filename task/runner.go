@@ -464,10 +464,12 @@ func (r *Runner) RunScoped(ctx context.Context, spec Spec, f Func) (*Task, strin
 	t := &Task{
 		ID: NewID(), Kind: spec.Kind, Params: params, Timeout: Duration(spec.Timeout),
 		State: Running, Node: r.cfg.Node, Attempt: 1, MaxAttempts: 1, RequestScoped: true,
-		CreatedAt: start, StartedAt: &start,
+		CreatedAt: start,
 		// Lease: set when recorded (see record).
 	}
 	rt := r.newRunning(ctx, t)
+	rt.started = start // in rt: no allocation of its own
+	t.StartedAt = &rt.started
 	// Recorded only once it has run for ScopedRecordDelay: a request that
 	// ends sooner costs the store nothing. Registered in the live set only
 	// then too: nobody can ask to cancel a task the store does not list,
@@ -740,7 +742,8 @@ func (r *Runner) execute(rt *running, f Func) (*Task, string, error) {
 	handBack := canceled && !start.RequestScoped &&
 		(errors.Is(cause, ErrShuttingDown) || errors.Is(cause, ErrLeaseLost))
 	prog := rt.finalProgress()
-	fin := now()
+	rt.fin = now() // in rt: no allocation of its own
+	fin := &rt.fin
 	final := rt.write(func(t *Task) bool {
 		if t.State != Running && t.State != Canceling {
 			return false // not ours any more
@@ -753,7 +756,7 @@ func (r *Runner) execute(rt *running, f Func) (*Task, string, error) {
 		case handBack && t.State == Running && errors.Is(cause, ErrLeaseLost) && t.Attempt >= max(t.MaxAttempts, 1):
 			// Lost like a dead node's, and no attempt left: as the
 			// takeover would.
-			t.State, t.FinishedAt = Failed, &fin
+			t.State, t.FinishedAt = Failed, fin
 			t.Cause = fmt.Sprintf("%v: %s lost the lease of attempt %d of %d", ErrNodeLost, r.cfg.Node, t.Attempt, max(t.MaxAttempts, 1))
 			return true
 		case handBack && t.State == Running:
@@ -779,7 +782,7 @@ func (r *Runner) execute(rt *running, f Func) (*Task, string, error) {
 		default:
 			t.State, t.Cause = Failed, ferr.Error()
 		}
-		t.FinishedAt = &fin
+		t.FinishedAt = fin
 		return true
 	})
 	lostRecord := final == nil

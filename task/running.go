@@ -37,15 +37,18 @@ type running struct {
 	// run and start are the Run handed to the task's function and, for a
 	// request-scoped task, the record it starts with: kept here so a
 	// short request allocates them once, with rt.
-	run   Run
-	start Task
+	run     Run
+	start   Task
+	fin     time.Time // the final record's FinishedAt
+	started time.Time // a request-scoped record's StartedAt
 
 	wmu sync.Mutex // serializes writes of rec
 	rec *Task
 	rev uint64
 
 	pmu       sync.Mutex
-	prog      *Progress
+	prog      *Progress // the last reported; points to progBuf once set
+	progBuf   Progress
 	dirty     bool
 	lastFlush time.Time
 	flushT    *time.Timer
@@ -135,8 +138,8 @@ func (r *Runner) newRunning(parent context.Context, t *Task) *running {
 		node: r.cfg.Node, attempt: t.Attempt}
 	rt.leaseEnd.Store(end)
 	if t.Progress != nil {
-		p := *t.Progress
-		rt.prog = &p
+		rt.progBuf = *t.Progress
+		rt.prog = &rt.progBuf
 	}
 	rt.reg = rt.src.Token().Register(rt.markCanceled)
 	return rt
@@ -185,7 +188,6 @@ func (rt *running) cancel(req CancelRequest) {
 func (rt *running) write(change func(*Task) bool) *Task {
 	rt.wmu.Lock()
 	defer rt.wmu.Unlock()
-	ctx := context.WithoutCancel(rt.ctx)
 	rev := rt.rev
 	if rev == 0 {
 		// Not recorded (yet): a request-scoped task keeps its record in
@@ -195,6 +197,7 @@ func (rt *running) write(change func(*Task) bool) *Task {
 		}
 		return rt.rec
 	}
+	ctx := context.WithoutCancel(rt.ctx)
 	t := rt.rec.Clone()
 	for attempt := 0; ; attempt++ {
 		if !rt.owns(t) || !change(t) {
@@ -230,8 +233,14 @@ func (rt *running) write(change func(*Task) bool) *Task {
 func (rt *running) setProgress(p Progress) {
 	rt.pmu.Lock()
 	defer rt.pmu.Unlock()
-	rt.prog = &p
-	if rt.pclosed || rt.dirty {
+	if rt.pclosed {
+		return // the final record has rt.prog
+	}
+	if rt.prog == nil {
+		rt.prog = &rt.progBuf
+	}
+	*rt.prog = p // read only under pmu, copied before it is used elsewhere
+	if rt.dirty {
 		return
 	}
 	rt.dirty = true
