@@ -20,7 +20,7 @@ type running struct {
 	ctx    context.Context // the parent: the runner's life, or the request
 
 	lease *cancellation.Source // canceled with ErrLeaseLost when not renewed
-	src   *cancellation.Source // the task's: child of lease
+	src   *cancellation.Source // the task's: child of lease, or lease itself (see newRunning)
 
 	// node and attempt identify the run: a record with others belongs to
 	// another run (the task was taken over) and is never written by this
@@ -134,7 +134,15 @@ func (r *Runner) newRunning(parent context.Context, t *Task) *running {
 	} else {
 		lease.CancelAfterCause(r.cfg.Lease, ErrLeaseLost)
 	}
-	rt := &running{r: r, id: t.ID, scoped: t.RequestScoped, ctx: parent, lease: lease, src: cancellation.New(lease.Token()), rec: t,
+	src := lease
+	if !t.RequestScoped || t.Timeout > 0 {
+		// The task's own Source under the lease's: its timeout timer and
+		// the lease timer are two timers. A request-scoped task without a
+		// timeout has only the lease timer, once recorded: one Source
+		// serves as both (its cause says which stopped it).
+		src = cancellation.New(lease.Token())
+	}
+	rt := &running{r: r, id: t.ID, scoped: t.RequestScoped, ctx: parent, lease: lease, src: src, rec: t,
 		node: r.cfg.Node, attempt: t.Attempt}
 	rt.leaseEnd.Store(end)
 	if t.Progress != nil {

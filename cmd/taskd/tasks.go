@@ -214,7 +214,9 @@ func (h *taskHandler) runAsTask(tok cancellation.Token, log *slog.Logger, n int,
 	}
 	// The params as the longrunning kind normalizes them, without a JSON
 	// round trip: {"iterations":n,"interval":"1s"}.
-	params := strconv.AppendInt([]byte(`{"iterations":`), int64(n), 10)
+	params := make([]byte, 0, 64) // one allocation: the longest params fit
+	params = append(params, `{"iterations":`...)
+	params = strconv.AppendInt(params, int64(n), 10)
 	params = append(append(append(params, `,"interval":"`...), interval.String()...), `"}`...)
 	var (
 		done    int
