@@ -461,15 +461,18 @@ func (r *Runner) RunScoped(ctx context.Context, spec Spec, f Func) (*Task, strin
 	r.mu.Unlock()
 	defer r.tasks.Done()
 	start := now()
-	t := &Task{
+	// The record and its StartedAt live in rt: no allocations of their
+	// own.
+	rt := new(running)
+	rt.started = start
+	t := &rt.scopedT
+	*t = Task{
 		ID: NewID(), Kind: spec.Kind, Params: params, Timeout: Duration(spec.Timeout),
 		State: Running, Node: r.cfg.Node, Attempt: 1, MaxAttempts: 1, RequestScoped: true,
-		CreatedAt: start,
+		CreatedAt: start, StartedAt: &rt.started,
 		// Lease: set when recorded (see record).
 	}
-	rt := r.newRunning(ctx, t)
-	rt.started = start // in rt: no allocation of its own
-	t.StartedAt = &rt.started
+	r.initRunning(rt, ctx, t)
 	// Recorded only once it has run for ScopedRecordDelay: a request that
 	// ends sooner costs the store nothing. Registered in the live set only
 	// then too: nobody can ask to cancel a task the store does not list,

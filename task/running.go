@@ -40,6 +40,7 @@ type running struct {
 	run     Run
 	start   Task
 	fin     time.Time // the final record's FinishedAt
+	scopedT Task      // a request-scoped task's first record (rec)
 	started time.Time // a request-scoped record's StartedAt
 
 	wmu sync.Mutex // serializes writes of rec
@@ -125,6 +126,13 @@ var monoEpoch = time.Now()
 func monoNow() int64 { return int64(time.Since(monoEpoch)) }
 
 func (r *Runner) newRunning(parent context.Context, t *Task) *running {
+	rt := new(running)
+	r.initRunning(rt, parent, t)
+	return rt
+}
+
+// initRunning sets up rt, new, for t.
+func (r *Runner) initRunning(rt *running, parent context.Context, t *Task) {
 	end := monoNow() + int64(r.cfg.Lease)
 	lease := cancellation.New(parent)
 	if t.RequestScoped {
@@ -142,15 +150,14 @@ func (r *Runner) newRunning(parent context.Context, t *Task) *running {
 		// serves as both (its cause says which stopped it).
 		src = cancellation.New(lease.Token())
 	}
-	rt := &running{r: r, id: t.ID, scoped: t.RequestScoped, ctx: parent, lease: lease, src: src, rec: t,
-		node: r.cfg.Node, attempt: t.Attempt}
+	rt.r, rt.id, rt.scoped, rt.ctx, rt.lease, rt.src, rt.rec = r, t.ID, t.RequestScoped, parent, lease, src, t
+	rt.node, rt.attempt = r.cfg.Node, t.Attempt
 	rt.leaseEnd.Store(end)
 	if t.Progress != nil {
 		rt.progBuf = *t.Progress
 		rt.prog = &rt.progBuf
 	}
 	rt.reg = rt.src.Token().Register(rt.markCanceled)
-	return rt
 }
 
 func (rt *running) markCanceled() { rt.canceledAt.Store(monoNow()) }
