@@ -186,7 +186,14 @@ type stepLog struct {
 
 // stepMessage is the line of step i of n.
 func stepMessage(i, n int) string {
-	return fmt.Sprintf("Iteration %d of %d completed.", i, n)
+	// Appended on the stack, not fmt.Sprintf: one allocation, the string.
+	var buf [48]byte
+	b := append(buf[:0], "Iteration "...)
+	b = strconv.AppendInt(b, int64(i), 10)
+	b = append(b, " of "...)
+	b = strconv.AppendInt(b, int64(n), 10)
+	b = append(b, " completed."...)
+	return string(b)
 }
 
 // completed counts step i; msg is its line if already made ("": made
