@@ -488,3 +488,54 @@ func TestLeaseLostAtLastAttempt(t *testing.T) {
 		t.Fatalf("final %+v", final)
 	}
 }
+
+// TestRunScopedManyRecorded: request-scoped tasks that start together wait
+// for their record delay side by side; each long one is recorded, the
+// short ones between them never are.
+func TestRunScopedManyRecorded(t *testing.T) {
+	t.Parallel()
+	cs := &countingStore{Store: openStore(t, newBucket())}
+	r := startRunner(t, runnerOpts{store: cs, kinds: []task.Kind{task.LongRunning()}})
+	ctx := testlog.DeadlineContext(t)
+	spec := task.Spec{Kind: "longrunning", Params: json.RawMessage(`{"iterations":5,"interval":"1s"}`)}
+	quick := func(cancellation.Token, *task.Run) (string, error) { return "quick", nil }
+	var short []string
+	type long struct {
+		req *cancellation.Source
+		id  chan string
+		end chan error
+	}
+	var longs []long
+	for i := range 3 {
+		l := long{req: cancellation.New(ctx), id: make(chan string, 1), end: make(chan error, 1)}
+		go func() {
+			_, _, err := r.RunScoped(l.req.Token(), spec, func(tok cancellation.Token, run *task.Run) (string, error) {
+				l.id <- run.ID()
+				<-tok.Done()
+				return "", tok.Err()
+			})
+			l.end <- err
+		}()
+		longs = append(longs, l)
+		if i < 2 {
+			tk, _, err := r.RunScoped(ctx, spec, quick)
+			if err != nil {
+				t.Fatal(err)
+			}
+			short = append(short, tk.ID)
+		}
+	}
+	for i, l := range longs {
+		id := recvT(t, l.id, "long scoped start")
+		waitState(t, cs, id, task.Running)
+		l.req.Cancel()
+		if err := recvT(t, l.end, "long scoped end"); !errors.Is(err, context.Canceled) {
+			t.Fatalf("long %d ended with %v", i, err)
+		}
+	}
+	for _, id := range short {
+		if _, _, err := cs.Get(ctx, id); !errors.Is(err, task.ErrNotFound) {
+			t.Fatalf("short scoped task %s in the store: %v", id, err)
+		}
+	}
+}

@@ -110,6 +110,7 @@ type Runner struct {
 	closed   bool
 	started  bool
 	shutOnce sync.Once
+	recordQ  recordQueue // request-scoped tasks not recorded yet
 }
 
 // NewRunner checks cfg, fills in its defaults and returns a Runner that is
@@ -152,6 +153,7 @@ func NewRunner(cfg Config) (*Runner, error) {
 		slots:    make(chan struct{}, cfg.Concurrency),
 		pullDone: make(chan struct{}),
 		running:  make(map[string]*running),
+		recordQ:  recordQueue{delay: max(cfg.ScopedRecordDelay, 0)},
 	}, nil
 }
 
@@ -478,7 +480,7 @@ func (r *Runner) RunScoped(ctx context.Context, spec Spec, f Func) (*Task, strin
 	// then too: nobody can ask to cancel a task the store does not list,
 	// and Shutdown leaves scoped tasks to their request.
 	rt.recordWG.Add(1)
-	rt.recordT = time.AfterFunc(max(r.cfg.ScopedRecordDelay, 0), rt.record)
+	r.recordQ.add(rt)
 	final, res, ferr := r.execute(rt, f)
 	return final, res, ferr
 }

@@ -60,18 +60,22 @@ type running struct {
 	renewStop chan struct{}
 	renewDone chan struct{}
 
-	// A request-scoped task is recorded by recordT (rev stays 0 until
-	// then: writes change rec in memory only); recordWG is done when
-	// record has run or will never run. It is registered in the runner's
-	// live set by record (registered, under wmu).
-	recordT    *time.Timer
+	// A request-scoped task waits in the runner's recordQueue (rev stays
+	// 0 until then: writes change rec in memory only); recordWG is done
+	// when record has run or will never run. It is registered in the
+	// runner's live set by record (registered, under wmu).
+	queued     bool     // in the queue (under recordQueue.mu)
+	due        int64    // when to record it (monoNow time)
+	qnext      *running // the next in the queue
+	qprev      *running
 	recordWG   sync.WaitGroup
 	recorded   atomic.Bool // the store has the record (rev != 0)
 	registered bool
 }
 
 // record writes a request-scoped task's record for the first time and
-// starts renewing its lease. It runs on recordT's goroutine.
+// starts renewing its lease. It runs on a goroutine of its own, started by
+// the runner's recordQueue.
 func (rt *running) record() {
 	defer rt.recordWG.Done()
 	rt.wmu.Lock()
@@ -110,13 +114,95 @@ func (rt *running) record() {
 // stopRecording keeps a request-scoped task that has not been recorded yet
 // from being recorded, or waits until it was.
 func (rt *running) stopRecording() {
-	if rt.recordT == nil {
+	if !rt.scoped {
 		return
 	}
-	if rt.recordT.Stop() {
+	if rt.r.recordQ.remove(rt) {
 		rt.recordWG.Done()
 	}
 	rt.recordWG.Wait()
+}
+
+// recordQueue holds the request-scoped tasks not recorded yet, in the
+// order they are due (all wait the same ScopedRecordDelay), with one timer
+// for the first: a short request costs a list insert and removal under a
+// mutex, not a timer of its own. It is safe for concurrent use.
+type recordQueue struct {
+	mu         sync.Mutex
+	head, tail *running
+	timer      *time.Timer // fires when the head is due; nil until first used
+	armed      bool
+	delay      time.Duration
+}
+
+// add queues rt, due after the delay.
+func (q *recordQueue) add(rt *running) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	rt.due = monoNow() + int64(q.delay)
+	rt.queued, rt.qprev, rt.qnext = true, q.tail, nil
+	if q.tail != nil {
+		q.tail.qnext = rt
+	} else {
+		q.head = rt
+	}
+	q.tail = rt
+	if !q.armed {
+		q.armed = true
+		if q.timer == nil {
+			q.timer = time.AfterFunc(q.delay, q.fire)
+		} else {
+			q.timer.Reset(q.delay)
+		}
+	}
+}
+
+// remove takes rt out of the queue and reports whether it was in it (so
+// it will never be recorded).
+func (q *recordQueue) remove(rt *running) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if !rt.queued {
+		return false
+	}
+	q.unlinkLocked(rt)
+	return true
+}
+
+func (q *recordQueue) unlinkLocked(rt *running) {
+	if rt.qprev != nil {
+		rt.qprev.qnext = rt.qnext
+	} else {
+		q.head = rt.qnext
+	}
+	if rt.qnext != nil {
+		rt.qnext.qprev = rt.qprev
+	} else {
+		q.tail = rt.qprev
+	}
+	rt.queued, rt.qprev, rt.qnext = false, nil, nil
+}
+
+// fire records the tasks that are due, each on a goroutine of its own (a
+// store write may be slow), and re-arms the timer for the next.
+func (q *recordQueue) fire() {
+	q.mu.Lock()
+	now := monoNow()
+	var due []*running
+	for q.head != nil && q.head.due <= now {
+		rt := q.head
+		q.unlinkLocked(rt)
+		due = append(due, rt)
+	}
+	if q.head != nil {
+		q.timer.Reset(time.Duration(q.head.due - now))
+	} else {
+		q.armed = false
+	}
+	q.mu.Unlock()
+	for _, rt := range due {
+		go rt.record()
+	}
 }
 
 // monoEpoch anchors monoNow: durations since it are read on the
