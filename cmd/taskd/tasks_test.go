@@ -360,3 +360,49 @@ func BenchmarkSeed(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkSeedHTTP is BenchmarkSeed over loopback HTTP/1.1 with keep-alive
+// connections, as clients see it: each variant is served by its own
+// server, and requests/s is what to compare (bash's loop in docs/tasks.md
+// alternates the two variants over rounds).
+func BenchmarkSeedHTTP(b *testing.B) {
+	logger := slog.New(slog.DiscardHandler)
+	cfg := DefaultConfig()
+	cfg.Tasks.Data = b.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	svc, err := startTasks(ctx, cfg, logger, &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer func() { cancel(); svc.close() }()
+	for _, tt := range []struct {
+		name  string
+		tasks *task.Runner
+	}{{"today", nil}, {"as_task", svc.runner}} {
+		srv := httptest.NewServer(cancelhttp.Handler(&taskHandler{logger: logger, maxDuration: cfg.MaxTaskDuration, tasks: tt.tasks},
+			cancelhttp.WithLogger(logger)))
+		client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+		url := srv.URL + "/longrunningtask?iterations=1&interval=0s"
+		b.Run(tt.name, func(b *testing.B) {
+			b.SetParallelism(8)
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					resp, err := client.Get(url)
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode != http.StatusOK {
+						b.Errorf("status %d", resp.StatusCode)
+						return
+					}
+				}
+			})
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "req/s")
+		})
+		client.CloseIdleConnections()
+		srv.Close()
+	}
+}
