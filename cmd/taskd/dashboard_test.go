@@ -141,12 +141,27 @@ func dashDo(t *testing.T, ctx context.Context, what string, actions ...chromedp.
 // dashPoll waits until the JavaScript function fn, called with args, returns a
 // truthy value, and returns that value; the wait is bounded by the test's
 // deadline.
+//
+// Right after a navigation, Chromium can answer a call with the execution
+// context of the page being replaced ("Cannot find context with specified
+// id", "Execution context was destroyed"): the poll starts again in the new
+// one.
 func dashPoll[T any](t *testing.T, ctx context.Context, what, fn string, args ...any) T {
 	t.Helper()
-	return dashRun(t, ctx, "waiting for "+what, chromedp.PollFunction[T](fn,
-		chromedp.WithPollingArgs(args...),
-		chromedp.WithPollingInterval(20*time.Millisecond),
-		chromedp.WithPollingTimeout(0)))
+	for {
+		v, err := chromedp.Run(ctx, chromedp.PollFunction[T](fn,
+			chromedp.WithPollingArgs(args...),
+			chromedp.WithPollingInterval(20*time.Millisecond),
+			chromedp.WithPollingTimeout(0)))
+		if err == nil {
+			return v
+		}
+		if msg := err.Error(); ctx.Err() == nil && (strings.Contains(msg, "Cannot find context with specified id") ||
+			strings.Contains(msg, "Execution context was destroyed")) {
+			continue
+		}
+		t.Fatalf("waiting for %s: %v", what, err)
+	}
 }
 
 // dashGetTask reads a task from the API.
