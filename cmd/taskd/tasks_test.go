@@ -331,27 +331,13 @@ func TestShutdownEndsEventStreams(t *testing.T) {
 //
 //	go test -run '^$' -bench BenchmarkSeed -count 5 ./cmd/taskd
 func BenchmarkSeed(b *testing.B) {
-	logger := slog.New(slog.DiscardHandler)
-	cfg := DefaultConfig()
-	cfg.Tasks.Data = b.TempDir()
-	ctx, cancel := context.WithCancel(context.Background())
-	svc, err := startTasks(ctx, cfg, logger, &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer func() { cancel(); svc.close() }()
-	for _, tt := range []struct {
-		name  string
-		tasks *task.Runner
-	}{{"today", nil}, {"as_task", svc.runner}} {
-		h := cancelhttp.Handler(&taskHandler{logger: logger, maxDuration: cfg.MaxTaskDuration, tasks: tt.tasks},
-			cancelhttp.WithLogger(logger))
-		b.Run(tt.name, func(b *testing.B) {
+	for _, v := range seedVariants(b) {
+		b.Run(v.name, func(b *testing.B) {
 			b.ReportAllocs()
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
 					w := httptest.NewRecorder()
-					h.ServeHTTP(w, httptest.NewRequest("GET", "/longrunningtask?iterations=1&interval=0s", nil))
+					v.h.ServeHTTP(w, httptest.NewRequest("GET", "/longrunningtask?iterations=1&interval=0s", nil))
 					if w.Code != http.StatusOK {
 						b.Fatalf("status %d", w.Code)
 					}
@@ -361,11 +347,13 @@ func BenchmarkSeed(b *testing.B) {
 	}
 }
 
-// BenchmarkSeedHTTP is BenchmarkSeed over loopback HTTP/1.1 with keep-alive
-// connections, as clients see it: each variant is served by its own
-// server, and requests/s is what to compare (bash's loop in docs/tasks.md
-// alternates the two variants over rounds).
-func BenchmarkSeedHTTP(b *testing.B) {
+// seedVariants returns the seed endpoint's handler without the task layer
+// ("today") and through it ("as_task"), on a task service that lives as long
+// as the benchmark.
+func seedVariants(b *testing.B) []struct {
+	name string
+	h    http.Handler
+} {
 	logger := slog.New(slog.DiscardHandler)
 	cfg := DefaultConfig()
 	cfg.Tasks.Data = b.TempDir()
@@ -374,16 +362,27 @@ func BenchmarkSeedHTTP(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer func() { cancel(); svc.close() }()
-	for _, tt := range []struct {
-		name  string
-		tasks *task.Runner
-	}{{"today", nil}, {"as_task", svc.runner}} {
-		srv := httptest.NewServer(cancelhttp.Handler(&taskHandler{logger: logger, maxDuration: cfg.MaxTaskDuration, tasks: tt.tasks},
-			cancelhttp.WithLogger(logger)))
+	b.Cleanup(func() { cancel(); svc.close() })
+	handler := func(tasks *task.Runner) http.Handler {
+		return cancelhttp.Handler(&taskHandler{logger: logger, maxDuration: cfg.MaxTaskDuration, tasks: tasks},
+			cancelhttp.WithLogger(logger))
+	}
+	return []struct {
+		name string
+		h    http.Handler
+	}{{"today", handler(nil)}, {"as_task", handler(svc.runner)}}
+}
+
+// BenchmarkSeedHTTP is BenchmarkSeed over loopback HTTP/1.1 with keep-alive
+// connections, as clients see it: each variant is served by its own
+// server, and requests/s is what to compare (the loop in docs/tasks.md
+// alternates the two variants over rounds).
+func BenchmarkSeedHTTP(b *testing.B) {
+	for _, v := range seedVariants(b) {
+		srv := httptest.NewServer(v.h)
 		client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 		url := srv.URL + "/longrunningtask?iterations=1&interval=0s"
-		b.Run(tt.name, func(b *testing.B) {
+		b.Run(v.name, func(b *testing.B) {
 			b.SetParallelism(8)
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
