@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/go-cancellation/cancellation"
+	"github.com/go-cancellation/cancellation/bench/internal/stats"
 	"github.com/go-cancellation/cancellation/cancelio"
 )
 
@@ -118,7 +119,7 @@ func benchPipeRead(b *testing.B, impls []impl) {
 			}
 			for k, im := range impls {
 				if len(turns[k]) > 0 {
-					b.ReportMetric(float64(median(turns[k]).Nanoseconds())/float64(chunk/size), im.name+"-ns/read")
+					b.ReportMetric(float64(stats.Median(turns[k]).Nanoseconds())/float64(chunk/size), im.name+"-ns/read")
 				}
 			}
 		})
@@ -156,10 +157,4 @@ func BenchmarkCancelToReturn(b *testing.B) {
 			b.ReportMetric(float64(lat[(len(lat)*99)/100].Nanoseconds()), "p99-ns")
 		})
 	}
-}
-
-// median returns the median of d (which it sorts).
-func median(d []time.Duration) time.Duration {
-	slices.Sort(d)
-	return d[len(d)/2]
 }

@@ -5,14 +5,13 @@
 package main
 
 import (
-	"bufio"
 	"flag"
 	"fmt"
 	"os"
-	"regexp"
-	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/go-cancellation/cancellation/bench/internal/stats"
 )
 
 type row struct {
@@ -37,33 +36,25 @@ var rows = []row{
 	{"LiveChildBytes", "bytes per live child source", "B/op", 0.6, -1, 130},
 }
 
-var line = regexp.MustCompile(`^Benchmark(\w+)/impl=(\w+)(?:-\d+)?\s+\d+\s+(.*)$`)
-
 func main() {
 	strict := flag.Bool("strict", false, "exit 1 if a target is missed")
 	flag.Parse()
+	parsed, err := stats.ParseBench(os.Stdin)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "ratios:", err)
+		os.Exit(2)
+	}
 	// samples[bench][impl][unit] = values
 	samples := map[string]map[string]map[string][]float64{}
-	sc := bufio.NewScanner(os.Stdin)
-	for sc.Scan() {
-		m := line.FindStringSubmatch(strings.TrimSpace(sc.Text()))
-		if m == nil {
+	for name, units := range parsed {
+		bench, impl, ok := strings.Cut(name, "/impl=")
+		if !ok {
 			continue
 		}
-		bench, impl, fields := m[1], m[2], strings.Fields(m[3])
 		if samples[bench] == nil {
 			samples[bench] = map[string]map[string][]float64{}
 		}
-		if samples[bench][impl] == nil {
-			samples[bench][impl] = map[string][]float64{}
-		}
-		for i := 0; i+1 < len(fields); i += 2 {
-			v, err := strconv.ParseFloat(fields[i], 64)
-			if err != nil {
-				continue
-			}
-			samples[bench][impl][fields[i+1]] = append(samples[bench][impl][fields[i+1]], v)
-		}
+		samples[bench][impl] = units
 	}
 	missed := 0
 	fmt.Println("| operation | cancellation | context | ratio | target | allocs (ours/context) | |")
@@ -82,9 +73,9 @@ func main() {
 		if _, ok := ours["ns/callback"]; ok && unit == "ns/op" {
 			unit = "ns/callback"
 		}
-		a, b := median(ours[unit]), median(theirs[unit])
+		a, b := stats.Median(ours[unit]), stats.Median(theirs[unit])
 		ratio := a / b
-		allocsA, allocsB := median(ours["allocs/op"]), median(theirs["allocs/op"])
+		allocsA, allocsB := stats.Median(ours["allocs/op"]), stats.Median(theirs["allocs/op"])
 		ok := ratio <= r.target
 		if r.maxAllocs >= 0 && allocsA > r.maxAllocs {
 			ok = false
@@ -110,18 +101,6 @@ func main() {
 	if *strict && missed > 0 {
 		os.Exit(1)
 	}
-}
-
-func median(v []float64) float64 {
-	if len(v) == 0 {
-		return 0
-	}
-	s := append([]float64(nil), v...)
-	sort.Float64s(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
 func format(v float64, unit string) string {

@@ -5,14 +5,11 @@
 package main
 
 import (
-	"bufio"
 	"flag"
 	"fmt"
 	"os"
-	"regexp"
-	"sort"
-	"strconv"
-	"strings"
+
+	"github.com/go-cancellation/cancellation/bench/internal/stats"
 )
 
 type row struct {
@@ -41,27 +38,13 @@ var rows = []row{
 	{"cancel to return of a blocked pipe Read, p50 (peer: goroutine-per-read)", metric{"CancelToReturn/impl=cancelio", "p50-ns"}, metric{"CancelToReturn/impl=goroutine", "p50-ns"}, 0, 0},
 }
 
-var line = regexp.MustCompile(`^Benchmark(\S+?)(?:-\d+)?\s+\d+\s+(.*)$`)
-
 func main() {
 	strict := flag.Bool("strict", false, "exit 1 if a target is missed")
 	flag.Parse()
-	samples := map[string]map[string][]float64{} // bench -> unit -> values
-	sc := bufio.NewScanner(os.Stdin)
-	for sc.Scan() {
-		m := line.FindStringSubmatch(strings.TrimSpace(sc.Text()))
-		if m == nil {
-			continue
-		}
-		if samples[m[1]] == nil {
-			samples[m[1]] = map[string][]float64{}
-		}
-		f := strings.Fields(m[2])
-		for i := 0; i+1 < len(f); i += 2 {
-			if v, err := strconv.ParseFloat(f[i], 64); err == nil {
-				samples[m[1]][f[i+1]] = append(samples[m[1]][f[i+1]], v)
-			}
-		}
+	samples, err := stats.ParseBench(os.Stdin)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "scopeio:", err)
+		os.Exit(2)
 	}
 	missed, rounds := 0, 0
 	fmt.Println("| measurement | ours | peer | ratio | target | allocs (ours/peer) | |")
@@ -74,14 +57,14 @@ func main() {
 			continue
 		}
 		rounds = max(rounds, len(ours))
-		a, b := median(ours), median(peer)
+		a, b := stats.Median(ours), stats.Median(peer)
 		// The ratio is the median of the per-round ratios: both sides of
 		// a round ran back to back, under the same load.
 		var ratios []float64
 		for i := range min(len(ours), len(peer)) {
 			ratios = append(ratios, ours[i]/peer[i])
 		}
-		ratio := median(ratios)
+		ratio := stats.Median(ratios)
 		target, verdict := "–", ""
 		switch {
 		case r.target > 0:
@@ -102,7 +85,7 @@ func main() {
 		}
 		allocs := "–"
 		if x, y := samples[r.ours.bench]["allocs/op"], samples[r.peer.bench]["allocs/op"]; len(x) > 0 && len(y) > 0 && r.ours.bench != r.peer.bench {
-			allocs = fmt.Sprintf("%g / %g", median(x), median(y))
+			allocs = fmt.Sprintf("%g / %g", stats.Median(x), stats.Median(y))
 		}
 		fmt.Printf("| %s | %s | %s | %.2f× | %s | %s | %s |\n", r.label, format(a), format(b), ratio, target, allocs, verdict)
 	}
@@ -110,15 +93,6 @@ func main() {
 	if *strict && missed > 0 {
 		os.Exit(1)
 	}
-}
-
-func median(v []float64) float64 {
-	s := append([]float64(nil), v...)
-	sort.Float64s(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
 func format(v float64) string {

@@ -22,6 +22,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/go-cancellation/cancellation/bench/internal/stats"
 )
 
 type sample struct {
@@ -109,8 +111,8 @@ func main() {
 		slices.Sort(stops[k])
 	}
 	fmt.Printf("| SIGINT → exit, median of %d (min–max) (ms) | %.1f (%.1f–%.1f) | %.1f (%.1f–%.1f) | ≤ 100 ms |\n", *interrupts,
-		ms(median(stops[0])), ms(stops[0][0]), ms(stops[0][len(stops[0])-1]),
-		ms(median(stops[1])), ms(stops[1][0]), ms(stops[1][len(stops[1])-1]))
+		ms(stats.Median(stops[0])), ms(stops[0][0]), ms(stops[0][len(stops[0])-1]),
+		ms(stats.Median(stops[1])), ms(stops[1][0]), ms(stops[1][len(stops[1])-1]))
 	fmt.Printf("| peak RSS, %s on loopback (MiB) | | %.1f | ≤ 64 MiB |\n", mib(*size), float64(maxOf(r8.samples["fetch -split 8"]))/(1<<20))
 }
 
@@ -159,11 +161,11 @@ func bench(url string, size int64, runs int, dir string, tools []tool) result {
 // table prints one markdown row per tool: median wall time, throughput
 // and its ratio to ref's, the same with a sync(2) after, peak RSS.
 func table(r result, ref string) {
-	refWall := median(walls(r.samples[ref]))
-	refSynced := median(synced(r.samples[ref]))
+	refWall := stats.Median(walls(r.samples[ref]))
+	refSynced := stats.Median(synced(r.samples[ref]))
 	fmt.Printf("| tool | median (s) | MiB/s | vs %s | with sync(2) after (s) | vs %s | peak RSS (MiB) |\n|---|---|---|---|---|---|---|\n", ref, ref)
 	for _, n := range r.names {
-		w, ws := median(walls(r.samples[n])), median(synced(r.samples[n]))
+		w, ws := stats.Median(walls(r.samples[n])), stats.Median(synced(r.samples[n]))
 		fmt.Printf("| %s | %.3f | %.0f | %.2f× | %.3f | %.2f× | %.1f |\n", n, w.Seconds(), float64(r.size)/w.Seconds()/(1<<20),
 			refWall.Seconds()/w.Seconds(), ws.Seconds(), refSynced.Seconds()/ws.Seconds(), float64(maxOf(r.samples[n]))/(1<<20))
 	}
@@ -262,15 +264,6 @@ func synced(s []sample) []time.Duration {
 		d = append(d, x.synced)
 	}
 	return d
-}
-
-func median(d []time.Duration) time.Duration {
-	d = slices.Clone(d)
-	slices.Sort(d)
-	if len(d)%2 == 1 {
-		return d[len(d)/2]
-	}
-	return (d[len(d)/2-1] + d[len(d)/2]) / 2
 }
 
 func maxOf(s []sample) int64 {

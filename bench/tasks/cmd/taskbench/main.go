@@ -13,10 +13,10 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
-	"slices"
 	"strings"
 	"time"
 
+	"github.com/go-cancellation/cancellation/bench/internal/stats"
 	"github.com/go-cancellation/cancellation/bench/tasks"
 )
 
@@ -167,18 +167,6 @@ func measure(ctx context.Context, c config, s *sut) error {
 	return nil
 }
 
-func median(v []float64) float64 {
-	if len(v) == 0 {
-		return 0
-	}
-	s := slices.Clone(v)
-	slices.Sort(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
-}
-
 type row struct {
 	label    string
 	get      func(*results) []float64
@@ -258,15 +246,15 @@ func printTable(c config, suts []*sut) {
 	for _, r := range rows {
 		fmt.Printf("| %s |", r.label)
 		for _, s := range suts {
-			fmt.Printf(" %s |", r.format(median(r.values(s))))
+			fmt.Printf(" %s |", r.format(stats.Median(r.values(s))))
 		}
 		if river != nil {
-			rv := median(r.values(river))
+			rv := stats.Median(r.values(river))
 			for _, s := range suts {
 				if s != river && r.noRatio {
 					fmt.Print(" – |")
 				} else if s != river {
-					fmt.Printf(" %s |", ratio(median(r.values(s)), rv))
+					fmt.Printf(" %s |", ratio(stats.Median(r.values(s)), rv))
 				}
 			}
 		}
@@ -337,9 +325,9 @@ func verdict(r row, suts []*sut, river *sut) string {
 	}
 	rv := 0.0
 	if river != nil {
-		rv = median(r.values(river))
+		rv = stats.Median(r.values(river))
 	}
-	if r.ok(median(r.values(ours)), rv) {
+	if r.ok(stats.Median(r.values(ours)), rv) {
 		return r.target + ": met"
 	}
 	return r.target + ": **missed**"
