@@ -159,6 +159,10 @@ func TestSplitRangeIgnored(t *testing.T) {
 	t.Parallel()
 	f := newBigFixture(t)
 	f.h.SetIgnoreRange(true)
+	// Slow enough (0.5 s) that the first stream cannot deliver the whole
+	// file before the other connections ask for their ranges; unthrottled
+	// on loopback it sometimes did, and no range was ever refused.
+	f.h.SetRate(8 << 20)
 	c := f.client()
 	c.Split = 4
 	reasons := restartReasons(t, c, f)
