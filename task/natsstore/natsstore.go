@@ -77,9 +77,14 @@ type Store struct {
 
 var _ task.Store = (*Store)(nil)
 
+// setupTimeout bounds New's calls to the server when its ctx has no
+// deadline.
+const setupTimeout = 30 * time.Second
+
 // New creates (or opens) the bucket, the idempotency bucket and the queue
 // on nc's JetStream, loads the local copy of the records and returns the
-// Store. It blocks until that is done or ctx is done. The Store does not
+// Store. It blocks until that is done or ctx is done (at most 30 s when ctx
+// has no deadline). The Store does not
 // own nc: close nc after [Store.Close].
 func New(ctx context.Context, nc *nats.Conn, opts Options) (*Store, error) {
 	if opts.Bucket == "" {
@@ -104,6 +109,15 @@ func New(ctx context.Context, nc *nats.Conn, opts Options) (*Store, error) {
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return nil, err
+	}
+	// Creating file-backed buckets and the stream waits for the server's
+	// disk; on a busy one that takes longer than the client library's
+	// default of 5 s for a call without a deadline. Setup is done once, so
+	// it gets a bound of its own unless ctx has one.
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, setupTimeout)
+		defer cancel()
 	}
 	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket: opts.Bucket, Description: "task records",
