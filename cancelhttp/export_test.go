@@ -12,3 +12,8 @@ func LinkedThroughConn(ctx context.Context) bool {
 	rq := lookup(ctx)
 	return rq != nil && rq.conn != nil
 }
+
+// CopiesRequestInPlace reports whether Handler gives next a copy of the
+// request allocated with its state (see copyRequest) rather than
+// r.WithContext's.
+func CopiesRequestInPlace() bool { return requestCtxOffset != 0 }

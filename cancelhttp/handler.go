@@ -4,10 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
+	"reflect"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -181,17 +184,22 @@ func monotonic(t time.Time) int64 { return int64(t.Sub(epoch)) + 1 }
 // handler's code through the Token, and from slog handlers in the access
 // log.
 type request struct {
-	parent context.Context // r.Context() as net/http gave it
+	// req is what next gets when copyRequest works: the original request
+	// with the Token as its context, allocated with the rest (r.WithContext
+	// would allocate it on its own). r is what next got: &req, or the
+	// WithContext copy.
+	req    http.Request
+	r      *http.Request
+	parent context.Context // the original request's context, as net/http gave it
 	src    *cancellation.Source
 	id     string
 	idHdr  [1]string // the response header's value slice, without an allocation
 	idBuf  [16]byte  // a generated id's bytes: id points here, no allocation
-	// orig is the request as net/http gave it, start when it began, and
-	// stopLink removes the link to orig's context (nil when conn links it
-	// instead): kept here, not on ServeHTTP's frame, which stays small for
-	// as long as next runs.
-	orig     *http.Request
-	start    time.Time
+	// start is when the request began, as time since epoch (one monotonic
+	// clock read), and stopLink removes the link to parent (nil when conn
+	// links the request instead): kept here, not on ServeHTTP's frame,
+	// which stays small for as long as next runs.
+	start    time.Duration
 	stopLink func() bool
 	conn     *watchConn // the connection that links the request, or nil
 	// deadline is the earliest of the timeout header's deadline, the
@@ -203,6 +211,48 @@ type request struct {
 	// (monotonic(t)), or 0. A deadline's time is the deadline itself.
 	canceledAt atomic.Int64
 	rw         responseWriter
+}
+
+// since is the time since epoch on the monotonic clock: one clock read,
+// where time.Now makes two (wall and monotonic).
+func since() time.Duration { return time.Since(epoch) }
+
+// requestCtxOffset is the offset of http.Request's unexported context field
+// when copyRequest can set it, or 0.
+var requestCtxOffset = findRequestCtx()
+
+// findRequestCtx returns the offset of http.Request's context field, after
+// checking that a copy of a request with that field set is exactly what
+// Request.WithContext returns (a request with a body, a pattern and path
+// values; every field compared); or 0, and Handler then uses WithContext.
+func findRequestCtx() uintptr {
+	f, ok := reflect.TypeFor[http.Request]().FieldByName("ctx")
+	if !ok || len(f.Index) != 1 || f.Offset == 0 || f.Type != reflect.TypeFor[context.Context]() {
+		return 0
+	}
+	ctx := context.WithValue(context.Background(), requestKey{}, nil)
+	r, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://example.com/a/b?c=d",
+		struct{ io.Reader }{strings.NewReader("body")})
+	if err != nil {
+		return 0
+	}
+	r.Header.Set(RequestIDHeader, "x")
+	r.Pattern = "/a/{k}"
+	r.SetPathValue("k", "b")
+	want := r.WithContext(context.TODO())
+	var got http.Request
+	copyRequest(&got, r, context.TODO(), f.Offset)
+	if !reflect.DeepEqual(&got, want) {
+		return 0
+	}
+	return f.Offset
+}
+
+// copyRequest sets *dst to r with ctx as its context, as r.WithContext does
+// (a shallow copy with the context replaced); off is requestCtxOffset.
+func copyRequest(dst, r *http.Request, ctx context.Context, off uintptr) {
+	*dst = *r
+	*(*context.Context)(unsafe.Add(unsafe.Pointer(dst), off)) = ctx
 }
 
 type requestKey struct{}
@@ -276,9 +326,7 @@ func (rq *request) cancelTime() (time.Time, bool) {
 }
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	// The only full clock read (wall and monotonic): the end of the request
-	// is start plus time.Since(start), one monotonic read.
-	rq, r2 := h.begin(w, r)
+	rq := h.begin(w, r)
 	if rq == nil {
 		return // answered 400
 	}
@@ -286,19 +334,17 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// on the stack for as long as next runs, so its size counts once per
 	// in-flight request.
 	defer h.finish(rq)
-	h.next.ServeHTTP(&rq.rw, r2)
+	h.next.ServeHTTP(&rq.rw, rq.r)
 }
 
 // begin sets the request up: its id, its timeout header, its Source and the
 // link to the original request context (stopLink removes it). It answers a
-// malformed timeout header with 400 and returns a nil request then. r2 is
-// r with the request's Token as its context.
+// malformed timeout header with 400 and returns nil then. rq.r is r with
+// the request's Token as its context.
 //
 //go:noinline
-func (h *handler) begin(w http.ResponseWriter, r *http.Request) (rq *request, r2 *http.Request) {
-	// The only full clock read (wall and monotonic): the end of the request
-	// is start plus time.Since(start), one monotonic read.
-	rq = &request{parent: r.Context(), orig: r, start: time.Now()}
+func (h *handler) begin(w http.ResponseWriter, r *http.Request) (rq *request) {
+	rq = &request{parent: r.Context(), start: since()}
 	var echo bool
 	rq.id, echo = requestID(r.Header, &rq.idBuf)
 	rq.rw.ResponseWriter = w
@@ -312,8 +358,8 @@ func (h *handler) begin(w http.ResponseWriter, r *http.Request) (rq *request, r2
 	de, err := inboundTimeout(r.Header, h.config.maxTimeout)
 	if err != nil {
 		http.Error(&rq.rw, err.Error(), http.StatusBadRequest)
-		h.log(r, rq, time.Since(rq.start), outcome{err: err})
-		return nil, nil
+		h.log(r, rq, since()-rq.start, outcome{err: err})
+		return nil
 	}
 
 	if r.ProtoMajor == 1 && len(r.TransferEncoding) > 0 {
@@ -324,8 +370,8 @@ func (h *handler) begin(w http.ResponseWriter, r *http.Request) (rq *request, r2
 		w.Header().Set("Connection", "close")
 		if wc := connOf(rq.parent); wc != nil && wc.sentContentLength(r) {
 			http.Error(&rq.rw, errAmbiguousFraming.Error(), http.StatusBadRequest)
-			h.log(r, rq, time.Since(rq.start), outcome{err: errAmbiguousFraming})
-			return nil, nil
+			h.log(r, rq, since()-rq.start, outcome{err: errAmbiguousFraming})
+			return nil
 		}
 	}
 
@@ -333,7 +379,7 @@ func (h *handler) begin(w http.ResponseWriter, r *http.Request) (rq *request, r2
 	rq.rw.src = rq.src
 	if de != nil {
 		// The Source's own timer, with a cause that names the header.
-		rq.setDeadline(rq.start.Add(de.Timeout), de)
+		rq.setDeadline(epoch.Add(rq.start+de.Timeout), de)
 	}
 	dl, hasDeadline := rq.parent.Deadline()
 	if hasDeadline {
@@ -348,15 +394,21 @@ func (h *handler) begin(w http.ResponseWriter, r *http.Request) (rq *request, r2
 	if wc := connOf(rq.parent); hasDeadline || wc == nil || r.ProtoMajor != 1 || !wc.link(rq) {
 		rq.stopLink = context.AfterFunc(rq.parent, rq.parentDone)
 	}
-	return rq, r.WithContext(rq.src.Token())
+	if requestCtxOffset != 0 {
+		copyRequest(&rq.req, r, rq.src.Token(), requestCtxOffset)
+		rq.r = &rq.req
+	} else {
+		rq.r = r.WithContext(rq.src.Token())
+	}
+	return rq
 }
 
 // finish runs, deferred, when next returns or panics: it releases the
 // request and logs it, and re-panics with next's panic.
 func (h *handler) finish(rq *request) {
 	v := recover()
-	d := time.Since(rq.start)
-	end := rq.start.Add(d) // keeps start's monotonic reading
+	d := since() - rq.start
+	end := epoch.Add(rq.start + d) // with a monotonic reading
 	if rq.stopLink != nil {
 		rq.stopLink()
 	} else {
@@ -381,7 +433,7 @@ func (h *handler) finish(rq *request) {
 	// parents and frees the timer.
 	rq.canceledAt.CompareAndSwap(0, monotonic(end))
 	rq.src.Cancel()
-	h.log(rq.orig, rq, d, o)
+	h.log(rq.r, rq, d, o)
 	if v != nil {
 		panic(v)
 	}
@@ -398,7 +450,7 @@ type outcome struct {
 }
 
 func (h *handler) log(r *http.Request, rq *request, d time.Duration, o outcome) {
-	status := rq.rw.status
+	status := int(rq.rw.status)
 	if status == 0 {
 		status = http.StatusOK // what net/http sends for a handler that wrote nothing
 		if o.panicked != nil {

@@ -10,7 +10,9 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"regexp"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -754,3 +756,46 @@ type discardWriter struct{ h http.Header }
 func (w discardWriter) Header() http.Header         { return w.h }
 func (w discardWriter) Write(p []byte) (int, error) { return len(p), nil }
 func (w discardWriter) WriteHeader(int)             {}
+
+// TestHandlerRequestIsWithContextCopy: next gets exactly what
+// r.WithContext(token) would give it (every field, exported or not, of a
+// request routed by a ServeMux pattern, with a body and path values), and
+// on this Go version Handler makes that copy without r.WithContext's
+// allocation.
+func TestHandlerRequestIsWithContextCopy(t *testing.T) {
+	if !cancelhttp.CopiesRequestInPlace() {
+		t.Errorf("Handler falls back to r.WithContext: the layout check of http.Request failed on %s", runtime.Version())
+	}
+	type seen struct{ outer, inner *http.Request }
+	got := make(chan seen, 1)
+	var outer *http.Request
+	inner := cancelhttp.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got <- seen{outer, r}
+	}), cancelhttp.WithLogger(slog.New(slog.DiscardHandler)))
+	mux := http.NewServeMux()
+	mux.Handle("POST /items/{id}", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		outer = r
+		inner.ServeHTTP(w, r)
+	}))
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	resp, err := http.Post(srv.URL+"/items/42?x=1", "text/plain", strings.NewReader("payload"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	s := testlog.Recv(t, "request", got)
+	if s.inner == s.outer {
+		t.Fatal("next got the original request")
+	}
+	tok, ok := cancelhttp.RequestToken(s.inner.Context())
+	if !ok || context.Context(tok) != s.inner.Context() {
+		t.Fatalf("next's context is %T, want the request token", s.inner.Context())
+	}
+	if want := s.outer.WithContext(s.inner.Context()); !reflect.DeepEqual(s.inner, want) {
+		t.Errorf("next's request differs from r.WithContext(token):\n got %+v\nwant %+v", s.inner, want)
+	}
+	if s.inner.PathValue("id") != "42" || s.inner.Pattern != "POST /items/{id}" {
+		t.Errorf("PathValue(id) = %q, Pattern = %q", s.inner.PathValue("id"), s.inner.Pattern)
+	}
+}

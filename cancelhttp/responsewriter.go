@@ -17,10 +17,10 @@ import (
 // goroutine at a time, as net/http requires of any ResponseWriter.
 type responseWriter struct {
 	http.ResponseWriter
-	status    int // first final status written; 0 while none
 	bytes     int64
 	bytesLive int64                // bytes written while src was live
 	src       *cancellation.Source // the request's; nil before it exists
+	status    int32                // first final status written; 0 while none
 	hijacked  bool
 }
 
@@ -37,7 +37,7 @@ func (w *responseWriter) WriteHeader(code int) {
 	// Informational 1xx headers (other than 101 Switching Protocols) are not
 	// the final status.
 	if w.status == 0 && (code >= 200 || code == http.StatusSwitchingProtocols) {
-		w.status = code
+		w.status = int32(code) // net/http has checked that it has three digits
 	}
 }
 
