@@ -1,6 +1,7 @@
 package httpbench_test
 
 import (
+	"fmt"
 	"net/http"
 	"testing"
 	"time"
@@ -54,25 +55,24 @@ func BenchmarkMiddlewareOverhead(b *testing.B) {
 	}
 }
 
-// BenchmarkInFlight measures max(b.N, 100) in-flight HTTP/1.1 requests
-// on plain net/http and on cancelhttp: heap and stack bytes per request and
-// goroutines per connection.
+// BenchmarkInFlight measures min(max(b.N, 100), 2000) in-flight HTTP/1.1
+// requests per server and handler kind: heap and stack bytes per request
+// and goroutines per connection. (The cap keeps the connections, two file
+// descriptors each, under the process's limit when b.N grows.)
 func BenchmarkInFlight(b *testing.B) {
-	for _, plain := range []bool{true, false} {
-		name := "server=cancelhttp"
-		if plain {
-			name = "server=plain"
+	for _, hk := range []httpbench.InFlightHandler{httpbench.WaitContext, httpbench.SeedSteps} {
+		for _, srv := range []httpbench.InFlightServer{httpbench.Plain, httpbench.PlainWrapped, httpbench.Cancelhttp} {
+			b.Run(fmt.Sprintf("handler=%d/server=%d", hk, srv), func(b *testing.B) {
+				r, err := httpbench.MeasureInFlight(srv, hk, min(max(b.N, 100), 2000))
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.ReportMetric(0, "ns/op")
+				b.ReportMetric(r.HeapPerRequest, "heap-B/request")
+				b.ReportMetric(r.StackPerRequest, "stack-B/request")
+				b.ReportMetric(r.GoroutinesPerConn, "goroutines/conn")
+			})
 		}
-		b.Run(name, func(b *testing.B) {
-			r, err := httpbench.MeasureInFlight(plain, max(b.N, 100))
-			if err != nil {
-				b.Fatal(err)
-			}
-			b.ReportMetric(0, "ns/op")
-			b.ReportMetric(r.HeapPerRequest, "heap-B/request")
-			b.ReportMetric(r.StackPerRequest, "stack-B/request")
-			b.ReportMetric(r.GoroutinesPerConn, "goroutines/conn")
-		})
 	}
 }
 

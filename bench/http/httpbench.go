@@ -475,17 +475,90 @@ type InFlight struct {
 	GoroutinesPerConn float64
 }
 
-// MeasureInFlight opens n HTTP/1.1 connections, each with a GET whose
-// handler waits for its context to be done, and measures them once every
-// handler runs. With plain set, the server is a bare http.Server.Serve;
-// otherwise cancelhttp.Serve with the handler behind cancelhttp.Handler
-// (access log off).
-func MeasureInFlight(plain bool, n int) (InFlight, error) {
+// InFlightServer is the server MeasureInFlight measures.
+type InFlightServer int
+
+const (
+	// Plain is a bare http.Server.Serve.
+	Plain InFlightServer = iota
+	// PlainWrapped is a bare http.Server.Serve with the handler behind a
+	// pass-through wrapper (a ServeHTTP that only calls the next one): the
+	// control for the stack rounding of Go's adaptive initial stack size,
+	// which any middleware at all can tip over a power of two.
+	PlainWrapped
+	// Cancelhttp is cancelhttp.Serve with the handler behind
+	// cancelhttp.Handler (access log off).
+	Cancelhttp
+)
+
+func (s InFlightServer) String() string {
+	switch s {
+	case Plain:
+		return "plain net/http (Server.Serve)"
+	case PlainWrapped:
+		return "plain + pass-through wrapper"
+	}
+	return "cancelhttp.Serve + Handler"
+}
+
+// InFlightHandler is what the handlers of MeasureInFlight do while they
+// are in flight.
+type InFlightHandler int
+
+const (
+	// WaitContext waits for the request context to be done: the smallest
+	// stack a waiting handler can have.
+	WaitContext InFlightHandler = iota
+	// SeedSteps runs the longrunningtask loop of taskd's seed endpoint: 20
+	// steps, each a timer (here one hour long) raced against the request
+	// context in a select.
+	SeedSteps
+)
+
+func (h InFlightHandler) String() string {
+	if h == SeedSteps {
+		return "seed steps (timer or context, in a select)"
+	}
+	return "waits on its context"
+}
+
+// passThrough is the PlainWrapped wrapper.
+type passThrough struct{ next http.Handler }
+
+func (p passThrough) ServeHTTP(w http.ResponseWriter, r *http.Request) { p.next.ServeHTTP(w, r) }
+
+// seedSteps is the SeedSteps handler's loop, reporting on started once it
+// waits.
+//
+//go:noinline
+func seedSteps(ctx context.Context, started chan<- struct{}) error {
+	t := time.NewTimer(time.Hour)
+	defer t.Stop()
+	started <- struct{}{}
+	for range 20 {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+			t.Reset(time.Hour)
+		}
+	}
+	return nil
+}
+
+// MeasureInFlight opens n HTTP/1.1 connections to srv, each with a GET
+// whose handler does hk until its context is done, and measures them once
+// every handler runs.
+func MeasureInFlight(srvKind InFlightServer, hk InFlightHandler, n int) (InFlight, error) {
 	started := make(chan struct{}, n)
 	returned := make(chan struct{}, n)
 	var h http.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		started <- struct{}{}
-		<-r.Context().Done()
+		if hk == SeedSteps {
+			seedSteps(r.Context(), started)
+		} else {
+			started <- struct{}{}
+			<-r.Context().Done()
+		}
 		returned <- struct{}{}
 	})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -494,11 +567,15 @@ func MeasureInFlight(plain bool, n int) (InFlight, error) {
 	}
 	done := make(chan error, 1)
 	ctx, cancel := context.WithCancel(context.Background())
-	if plain {
+	switch srvKind {
+	case Plain, PlainWrapped:
+		if srvKind == PlainWrapped {
+			h = passThrough{h}
+		}
 		srv := &http.Server{Handler: h}
 		go func() { done <- srv.Serve(ln) }()
 		defer func() { srv.Close(); <-done }()
-	} else {
+	default:
 		srv := &http.Server{Handler: cancelhttp.Handler(h, cancelhttp.WithLogger(slog.New(slog.DiscardHandler)))}
 		go func() {
 			done <- cancelhttp.Serve(ctx, srv, ln, cancelhttp.WithGracePeriod(0),
