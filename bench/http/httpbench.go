@@ -481,10 +481,12 @@ type InFlightServer int
 const (
 	// Plain is a bare http.Server.Serve.
 	Plain InFlightServer = iota
-	// PlainWrapped is a bare http.Server.Serve with the handler behind a
-	// pass-through wrapper (a ServeHTTP that only calls the next one): the
-	// control for the stack rounding of Go's adaptive initial stack size,
-	// which any middleware at all can tip over a power of two.
+	// PlainWrapped is a bare http.Server.Serve with the handler behind the
+	// smallest middleware a service usually has: one that records the
+	// status and the duration of each request (statusWriter, a clock read
+	// before and after). It is the control for the rounding of Go's
+	// adaptive initial stack size, which a middleware's few dozen bytes of
+	// stack frame can tip over a power of two.
 	PlainWrapped
 	// Cancelhttp is cancelhttp.Serve with the handler behind
 	// cancelhttp.Handler (access log off).
@@ -496,7 +498,7 @@ func (s InFlightServer) String() string {
 	case Plain:
 		return "plain net/http (Server.Serve)"
 	case PlainWrapped:
-		return "plain + pass-through wrapper"
+		return "plain + status/duration middleware"
 	}
 	return "cancelhttp.Serve + Handler"
 }
@@ -522,10 +524,21 @@ func (h InFlightHandler) String() string {
 	return "waits on its context"
 }
 
-// passThrough is the PlainWrapped wrapper.
-type passThrough struct{ next http.Handler }
+// recorder is the PlainWrapped middleware: it counts requests by status
+// and adds up their durations.
+type recorder struct {
+	next     http.Handler
+	requests *[600]atomic.Int64 // by status
+	nanos    *atomic.Int64
+}
 
-func (p passThrough) ServeHTTP(w http.ResponseWriter, r *http.Request) { p.next.ServeHTTP(w, r) }
+func (m recorder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	sw := &statusWriter{ResponseWriter: w}
+	m.next.ServeHTTP(sw, r)
+	m.requests[min(max(sw.status, 0), len(m.requests)-1)].Add(1)
+	m.nanos.Add(int64(time.Since(start)))
+}
 
 // seedSteps is the SeedSteps handler's loop, reporting on started once it
 // waits.
@@ -570,7 +583,7 @@ func MeasureInFlight(srvKind InFlightServer, hk InFlightHandler, n int) (InFligh
 	switch srvKind {
 	case Plain, PlainWrapped:
 		if srvKind == PlainWrapped {
-			h = passThrough{h}
+			h = recorder{next: h, requests: new([600]atomic.Int64), nanos: new(atomic.Int64)}
 		}
 		srv := &http.Server{Handler: h}
 		go func() { done <- srv.Serve(ln) }()

@@ -40,7 +40,7 @@ func run(n, burst, rounds int, round time.Duration, conns, inflight int) error {
 	servers := []httpbench.InFlightServer{httpbench.Plain, httpbench.PlainWrapped, httpbench.Cancelhttp}
 	for _, hk := range []httpbench.InFlightHandler{httpbench.SeedSteps, httpbench.WaitContext} {
 		fmt.Printf("handler: %v\n", hk)
-		fmt.Printf("  %-32s %9s %10s %10s %12s %9s\n", "server", "heap KiB", "stack KiB", "total KiB", "goroutines", "vs plain")
+		fmt.Printf("  %-36s %9s %10s %10s %12s %9s\n", "server", "heap KiB", "stack KiB", "total KiB", "goroutines", "vs plain")
 		heap, stack, total, gor := make([][]float64, len(servers)), make([][]float64, len(servers)),
 			make([][]float64, len(servers)), make([][]float64, len(servers))
 		for r := -1; r < memRounds; r++ {
@@ -62,16 +62,17 @@ func run(n, burst, rounds int, round time.Duration, conns, inflight int) error {
 			if i > 0 {
 				vs = fmt.Sprintf("%.3f", httpbench.PairedRatio(total[i], total[0]))
 			}
-			fmt.Printf("  %-32v %9.1f %10.1f %10.1f %12.2f %9s\n", srv, httpbench.Median(heap[i]), httpbench.Median(stack[i]),
+			fmt.Printf("  %-36v %9.1f %10.1f %10.1f %12.2f %9s\n", srv, httpbench.Median(heap[i]), httpbench.Median(stack[i]),
 				httpbench.Median(total[i]), httpbench.Median(gor[i]), vs)
 		}
 		c := len(servers) - 1
 		ratio := httpbench.PairedRatio(total[c], total[0])
-		fmt.Printf("  cancelhttp/plain %.3f (target <= 1.10: %s); cancelhttp/(plain + pass-through wrapper) %.3f\n\n",
+		fmt.Printf("  cancelhttp/plain %.3f (target <= 1.10: %s); cancelhttp/(plain + status/duration middleware) %.3f\n\n",
 			ratio, verdict(ratio <= 1.10), httpbench.PairedRatio(total[c], total[1]))
 	}
 	fmt.Printf("(Go sizes new goroutines' stacks from the average stack in use, rounded up to a power of two: a handler\n")
-	fmt.Printf("path a few dozen bytes deeper can double every new goroutine's stack; the pass-through row shows it.)\n\n")
+	fmt.Printf("path a few dozen bytes deeper can double every new goroutine's stack, as the status/duration middleware\n")
+	fmt.Printf("shows with the handler that waits on its context.)\n\n")
 
 	fmt.Printf("Stop latency: client abandons an in-flight request -> handler (Sleep on the request token) returns\n")
 	fmt.Printf("%-32s %6s %9s %9s %9s %9s  %s\n", "mode", "n", "p50", "p90", "p99", "max", "target p99 <= 5ms")
