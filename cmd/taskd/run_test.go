@@ -145,6 +145,24 @@ func TestRunTextLog(t *testing.T) {
 // base URL it listens on, and the command (already started).
 func runBinary(t *testing.T, args ...string) (*exec.Cmd, *testlog.Sink, string) {
 	t.Helper()
+	cmd, logs := spawnBinary(t, args...)
+	return cmd, logs, listeningURL(t, logs)
+}
+
+// listeningURL waits for the "listening" line of a taskd's log and
+// returns its base URL.
+func listeningURL(t *testing.T, logs *testlog.Sink) string {
+	t.Helper()
+	r := logs.Wait(t, "listening", func(r testlog.Record) bool { return r.Str("msg") == "listening" })
+	return "http://" + r.Str("addr")
+}
+
+// spawnBinary starts the built taskd with args (on 127.0.0.1:0, JSON logs,
+// a temporary -data) and returns the command and its log; it does not
+// wait for it to listen. The process is killed at the end of the test if
+// it is still running.
+func spawnBinary(t *testing.T, args ...string) (*exec.Cmd, *testlog.Sink) {
+	t.Helper()
 	logs := testlog.NewSink()
 	cmd := exec.Command(taskdBinary(t), append([]string{"-addr", "127.0.0.1:0", "-log-format", "json", "-data", t.TempDir()}, args...)...)
 	cmd.Stderr = logs
@@ -157,8 +175,7 @@ func runBinary(t *testing.T, args ...string) (*exec.Cmd, *testlog.Sink, string) 
 			cmd.Wait()
 		}
 	})
-	r := logs.Wait(t, "listening", func(r testlog.Record) bool { return r.Str("msg") == "listening" })
-	return cmd, logs, "http://" + r.Str("addr")
+	return cmd, logs
 }
 
 // wait waits for the process to exit and returns its exit code.

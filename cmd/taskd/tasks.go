@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -32,6 +33,7 @@ type TaskConfig struct {
 	Lease       time.Duration // -lease: how long a running task's claim holds without renewal
 	Retention   time.Duration // -retention: how long finished tasks are kept
 	Replicas    int           // -replicas: copies of the task bucket and queue in a NATS cluster
+	clusterFlags
 }
 
 // defaultTaskConfig returns the defaults of the task flags.
@@ -42,6 +44,10 @@ func defaultTaskConfig() TaskConfig {
 		Lease:       task.DefaultLease,
 		Retention:   task.DefaultRetention,
 		Replicas:    1,
+		clusterFlags: clusterFlags{
+			ClusterName: defaultClusterName,
+			ClusterWait: defaultClusterWait,
+		},
 	}
 }
 
@@ -54,10 +60,18 @@ func (c *TaskConfig) addFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.Lease, "lease", c.Lease, "how long a running task's lease holds without renewal")
 	fs.DurationVar(&c.Retention, "retention", c.Retention, "how long finished tasks are kept")
 	fs.IntVar(&c.Replicas, "replicas", c.Replicas, "copies of the task bucket and queue kept by a NATS cluster (JetStream replicas, 1 to 5; at most the cluster's size)")
+	fs.StringVar(&c.Cluster, "nats-cluster", c.Cluster, "`HOST:PORT` where the embedded NATS server listens for routes from the other nodes' servers: joins them into one NATS cluster (with -nats-routes)")
+	fs.StringVar(&c.Routes, "nats-routes", c.Routes, "`URLs` (comma-separated nats-route://HOST:PORT) of the route listeners of the cluster's servers; this node's own may be in the list, so every node can get the same one")
+	fs.StringVar(&c.ClusterName, "nats-cluster-name", c.ClusterName, "`name` of the embedded NATS cluster, the same on every node")
+	fs.DurationVar(&c.ClusterWait, "nats-cluster-wait", c.ClusterWait, "how long startup waits for the embedded NATS cluster's JetStream (a leader, elected by a majority of the servers, and -replicas servers)")
 }
 
 // validate checks the task flags.
 func (c *TaskConfig) validate() error {
+	plan, err := c.planCluster()
+	if err != nil {
+		return err
+	}
 	switch {
 	case c.Data == "":
 		return errors.New("invalid -data \"\": give a directory")
@@ -69,6 +83,10 @@ func (c *TaskConfig) validate() error {
 		return fmt.Errorf("invalid -retention %v: must be positive", c.Retention)
 	case c.Replicas < 1 || c.Replicas > 5:
 		return fmt.Errorf("invalid -replicas %d: want 1 to 5 (JetStream's limit), at most the number of NATS servers", c.Replicas)
+	case c.NATS == "" && plan == nil && c.Replicas > 1:
+		return fmt.Errorf("invalid -replicas %d: the embedded NATS server is alone; join the nodes' servers into a cluster with -nats-cluster and -nats-routes, or use -nats", c.Replicas)
+	case plan != nil && c.Replicas > plan.size():
+		return fmt.Errorf("invalid -replicas %d: the NATS cluster has %d servers (this one and %d more in -nats-routes)", c.Replicas, plan.size(), len(plan.peers))
 	}
 	return nil
 }
@@ -94,6 +112,7 @@ type tasks struct {
 // is set), opens the store and starts the runner. It blocks until they
 // are up, or fails. Stop it with close.
 func startTasks(ctx context.Context, cfg Config, logger *slog.Logger, addr net.Addr) (_ *tasks, err error) {
+	started := time.Now()
 	tc := cfg.Tasks
 	s := &tasks{log: logger, grace: cfg.ShutdownGrace, drained: make(chan struct{})}
 	defer func() {
@@ -101,6 +120,17 @@ func startTasks(ctx context.Context, cfg Config, logger *slog.Logger, addr net.A
 			s.close()
 		}
 	}()
+	node := tc.Node
+	if node == "" {
+		host, _ := os.Hostname()
+		_, port, _ := net.SplitHostPort(addr.String())
+		node = net.JoinHostPort(host, port)
+	}
+	plan, err := tc.planCluster() // validated by ParseFlags
+	if err != nil {
+		return s, err
+	}
+	var nl *natsLog
 	url := tc.NATS
 	if url == "" {
 		dir := filepath.Join(tc.Data, "nats")
@@ -110,7 +140,12 @@ func startTasks(ctx context.Context, cfg Config, logger *slog.Logger, addr net.A
 		if s.unlock, err = lockData(tc.Data); err != nil {
 			return s, err
 		}
-		if s.ns, err = natsstore.RunServer(natsstore.ServerOptions{Dir: dir}); err != nil {
+		if plan != nil {
+			s.ns, nl, err = runClusteredServer(plan, tc.ClusterName, node, dir, logger)
+		} else {
+			s.ns, err = natsstore.RunServer(natsstore.ServerOptions{Dir: dir})
+		}
+		if err != nil {
 			return s, err
 		}
 		url = s.ns.ClientURL()
@@ -118,22 +153,22 @@ func startTasks(ctx context.Context, cfg Config, logger *slog.Logger, addr net.A
 	if s.nc, err = natsstore.Connect(url, "taskd"); err != nil {
 		return s, fmt.Errorf("nats %s: %w", url, err)
 	}
-	octx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	if s.store, err = natsstore.New(octx, s.nc, natsstore.Options{
+	sopts := natsstore.Options{
 		IdempotencyTTL: tc.Retention,
 		Replicas:       tc.Replicas,
 		// A claim that a node took off the queue and never acknowledged
 		// (it died in between) is handed out again after one lease.
 		AckWait: tc.Lease,
-	}); err != nil {
-		return s, err
 	}
-	node := tc.Node
-	if node == "" {
-		host, _ := os.Hostname()
-		_, port, _ := net.SplitHostPort(addr.String())
-		node = net.JoinHostPort(host, port)
+	if plan != nil {
+		s.store, err = openClusteredStore(ctx, s.ns, nl, s.nc, plan, tc.ClusterWait, sopts, logger)
+	} else {
+		octx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		s.store, err = natsstore.New(octx, s.nc, sopts)
+		cancel()
+	}
+	if err != nil {
+		return s, err
 	}
 	s.metrics = taskhttp.NewMetrics(s.store)
 	kinds := task.NewRegistry(task.LongRunning(), task.Download(filepath.Join(tc.Data, "downloads"), nil))
@@ -143,6 +178,8 @@ func startTasks(ctx context.Context, cfg Config, logger *slog.Logger, addr net.A
 	}); err != nil {
 		return s, err
 	}
+	octx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
 	if err = s.runner.Start(octx); err != nil {
 		return s, err
 	}
@@ -152,8 +189,16 @@ func startTasks(ctx context.Context, cfg Config, logger *slog.Logger, addr net.A
 	if s.ns != nil {
 		embedded = tc.Data
 	}
-	logger.Info("tasks ready", "node", node, "nats", url, "embedded_nats_data", embedded,
-		"concurrency", tc.Concurrency, "lease", tc.Lease.String(), "retention", tc.Retention.String())
+	attrs := []any{"node", node, "nats", url, "embedded_nats_data", embedded,
+		"concurrency", tc.Concurrency, "lease", tc.Lease.String(), "retention", tc.Retention.String(), "replicas", tc.Replicas}
+	if plan != nil {
+		st := readClusterState(s.ns)
+		attrs = append(attrs, "nats_cluster", tc.ClusterName, "nats_cluster_addr", tc.Cluster,
+			"nats_routes", plan.routeList(), "nats_cluster_size", plan.size(),
+			"nats_connected", strings.Join(st.connected, ","), "nats_leader", st.leader,
+			"startup", time.Since(started).Round(time.Millisecond).String())
+	}
+	logger.Info("tasks ready", attrs...)
 	return s, nil
 }
 

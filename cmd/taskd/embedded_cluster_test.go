@@ -1,0 +1,267 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-cancellation/cancellation/internal/faultnet"
+	"github.com/go-cancellation/cancellation/internal/testlog"
+	"github.com/go-cancellation/cancellation/task"
+)
+
+// The embedded cluster tests run taskd processes whose embedded NATS
+// servers form one NATS cluster (-nats-cluster, -nats-routes): no NATS
+// server of the test's own.
+
+// routeList returns one route URL per port, comma-separated: the list
+// every node of the cluster gets, its own address included.
+func routeList(ports []int) string {
+	r := make([]string, len(ports))
+	for i, p := range ports {
+		r[i] = fmt.Sprintf("nats-route://127.0.0.1:%d", p)
+	}
+	return strings.Join(r, ",")
+}
+
+// startEmbeddedCluster starts one taskd per name, each with its embedded
+// NATS server in one cluster of them all and the extra flags, and waits
+// until every one listens (they wait for each other's JetStream).
+func startEmbeddedCluster(t *testing.T, names []string, extra ...string) []*runningBinary {
+	t.Helper()
+	ports := make([]int, len(names))
+	for i := range ports {
+		ports[i] = faultnet.StablePort(t) // known before any node starts
+	}
+	routes := routeList(ports)
+	nodes := make([]*runningBinary, len(names))
+	for i, name := range names {
+		args := append([]string{"-node", name, "-lease", clusterLease.String(), "-concurrency", "16",
+			"-nats-cluster", fmt.Sprintf("127.0.0.1:%d", ports[i]), "-nats-routes", routes}, extra...)
+		cmd, logs := spawnBinary(t, args...)
+		nodes[i] = &runningBinary{name: name, cmd: cmd, logs: logs}
+	}
+	for _, n := range nodes {
+		n.url = listeningURL(t, n.logs)
+	}
+	return nodes
+}
+
+// TestEmbeddedCluster: three taskd processes whose embedded NATS servers
+// form one cluster, the bucket and queue with three replicas. A task
+// submitted on node-a is seen running from node-c and canceled through
+// node-b: it ends canceled with the reason, at once (not after a lease).
+// Then the node running a second task is killed with SIGKILL: the two
+// left (a majority) go on, and one of them runs the task again as
+// attempt 2 once the lease ended; it never ran on two nodes at once.
+func TestEmbeddedCluster(t *testing.T) {
+	t.Parallel()
+	taskdBinary(t) // built before the clock starts
+	start := time.Now()
+	nodes := startEmbeddedCluster(t, []string{"node-a", "node-b", "node-c"}, "-replicas", "3")
+	a, b, c := nodes[0], nodes[1], nodes[2]
+	t.Logf("three nodes ready in %v", time.Since(start))
+	for _, n := range nodes {
+		r := n.logs.Wait(t, "tasks ready", func(r testlog.Record) bool { return r.Str("msg") == "tasks ready" })
+		if r.Str("nats_cluster") != "taskd" || r.Num("nats_cluster_size") != 3 || r.Num("replicas") != 3 ||
+			!strings.Contains(r.Str("nats_routes"), "nats-route://127.0.0.1:") || r.Str("nats_leader") == "" {
+			t.Fatalf("%s: tasks ready line %v, want the cluster", n.name, r)
+		}
+	}
+
+	tk := a.submit(t, 100000, 20*time.Millisecond)
+	running := waitTask(t, c.url, tk.ID, func(tk *task.Task) bool { return tk.State == task.Running })
+	var got task.Task
+	if code := apiDo(t, "GET", c.url+"/tasks/"+tk.ID, "", &got); code != http.StatusOK || got.State != task.Running || got.Node == "" {
+		t.Fatalf("GET on node-c: %d %+v, want running on a node", code, got)
+	}
+	const reason = "operator: wrong input"
+	var canceling task.Task
+	sent := time.Now()
+	if code := apiDo(t, "POST", b.url+"/tasks/"+tk.ID+"/cancel", `{"reason":"`+reason+`"}`, &canceling); code != http.StatusAccepted {
+		t.Fatalf("cancel on node-b: %d %+v", code, canceling)
+	}
+	end := waitTask(t, c.url, tk.ID, func(tk *task.Task) bool { return tk.State.Final() })
+	seen := time.Since(sent)
+	if end.State != task.Canceled || end.Cause != "canceled: "+reason || end.Attempt != 1 || end.Node != running.Node ||
+		end.StopLatencyMS == nil || end.FinishedAt == nil || end.Cancel == nil || end.Cancel.Via != "node-b" {
+		t.Fatalf("final %+v, want canceled with the reason via node-b as attempt 1 on %s", end, running.Node)
+	}
+	// From the cancel's write on node-b to the token canceled on the
+	// running node, from the records (both clocks are this machine's).
+	stop := time.Duration(*end.StopLatencyMS * float64(time.Millisecond))
+	lat := end.FinishedAt.Add(-stop).Sub(end.Cancel.RequestedAt)
+	t.Logf("cancel on node-b → token canceled on %s: %v (final state seen on node-c %v after the request)", end.Node, lat, seen)
+	// Faster than a lease: the watch brought it, not a lease's end.
+	if lat > clusterLease {
+		t.Errorf("cancel took %v, more than a lease (%v)", lat, clusterLease)
+	}
+
+	// kill -9 of the node running a task.
+	tk2 := a.submit(t, 150, 20*time.Millisecond)
+	first := waitTask(t, c.url, tk2.ID, func(tk *task.Task) bool {
+		return tk.State == task.Running && tk.Progress != nil && tk.Progress.Done > 0
+	})
+	var victim *runningBinary
+	var survivors []*runningBinary
+	for _, n := range nodes {
+		if n.name == first.Node {
+			victim = n
+		} else {
+			survivors = append(survivors, n)
+		}
+	}
+	if victim == nil {
+		t.Fatalf("task running on %q, not one of the nodes", first.Node)
+	}
+	victim.kill(t)
+	killed := time.Now()
+	// Polled rather than followed: an event stream is a watch on the
+	// bucket, which a server's death can end while its stream elects a
+	// new leader.
+	again := pollTask(t, survivors[0].url, tk2.ID, "attempt 2 running", func(tk *task.Task) bool { return tk.State == task.Running && tk.Attempt == 2 })
+	took := time.Since(killed)
+	if again.Node == victim.name || took < clusterLease/2 {
+		t.Fatalf("attempt 2 on %s %v after the kill of %s, want another node after the lease (%v)", again.Node, took, victim.name, clusterLease)
+	}
+	end2 := pollTask(t, survivors[1].url, tk2.ID, "final", func(tk *task.Task) bool { return tk.State.Final() })
+	if end2.State != task.Succeeded || end2.Attempt != 2 || end2.Node != again.Node {
+		t.Fatalf("final %+v, want succeeded as attempt 2 on %s", end2, again.Node)
+	}
+	t.Logf("%s killed: attempt 2 running on %s after %v", victim.name, again.Node, took)
+	runs := checkNoOverlap(t, a, b, c)[tk2.ID]
+	if len(runs) != 2 || runs[1].Steps != 150 {
+		t.Fatalf("runs %v", runs)
+	}
+}
+
+// pollTask GETs task id from the node at base every 20ms until match
+// holds, and fails the test after [testlog.TimeLeft]. Failed requests
+// are retried.
+func pollTask(t *testing.T, base, id, what string, match func(*task.Task) bool) *task.Task {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), testlog.TimeLeft(t))
+	defer cancel()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	var last *task.Task
+	for {
+		if _, tk, err := tryDo(ctx, "GET", base+"/tasks/"+id, ""); err == nil {
+			if match(tk) {
+				return tk
+			}
+			last = tk
+		}
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			t.Fatalf("task %s never %s on %s; last seen %+v", id, what, base, last)
+		}
+	}
+}
+
+// TestEmbeddedClusterWaitTimeout: a node whose peers never start gives
+// up after -nats-cluster-wait, exit status 1, saying what is missing.
+func TestEmbeddedClusterWaitTimeout(t *testing.T) {
+	t.Parallel()
+	ports := []int{faultnet.StablePort(t), faultnet.StablePort(t), faultnet.StablePort(t)}
+	var stderr bytes.Buffer
+	cmd := exec.Command(taskdBinary(t), "-addr", "127.0.0.1:0", "-data", t.TempDir(), "-node", "node-a",
+		"-nats-cluster", fmt.Sprintf("127.0.0.1:%d", ports[0]), "-nats-routes", routeList(ports),
+		"-nats-cluster-wait", "1s", "-replicas", "3")
+	cmd.Stderr = &stderr
+	done := make(chan error, 1)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { done <- cmd.Wait() }()
+	testlog.Recv(t, "taskd to give up", done)
+	want := "JetStream cluster has no leader: 0 of 2 other servers connected"
+	if code := cmd.ProcessState.ExitCode(); code != 1 || !strings.Contains(stderr.String(), want) {
+		t.Fatalf("exit %d, stderr:\n%s\nwant status 1 and %q", code, stderr.String(), want)
+	}
+}
+
+// TestClusterFlagErrors: wrong combinations of the cluster flags are
+// usage errors (status 2) with a message saying what is wrong.
+func TestClusterFlagErrors(t *testing.T) {
+	t.Parallel()
+	route := "nats-route://127.0.0.1:6222"
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-nats-routes", route}, "invalid -nats-routes without -nats-cluster"},
+		{[]string{"-nats-cluster", "127.0.0.1:6222", "-nats", "nats://127.0.0.1:4222"}, "-nats-cluster and -nats exclude each other"},
+		{[]string{"-nats-cluster", "6222"}, `invalid -nats-cluster "6222": want HOST:PORT`},
+		{[]string{"-nats-cluster", "127.0.0.1:0"}, `invalid -nats-cluster "127.0.0.1:0"`},
+		{[]string{"-nats-cluster", "127.0.0.1:6222", "-nats-routes", "http://127.0.0.1:6223"}, `invalid route "http://127.0.0.1:6223" in -nats-routes: want the scheme nats-route://`},
+		{[]string{"-nats-cluster", "127.0.0.1:6222", "-nats-routes", "nats-route://127.0.0.1"}, `invalid route "nats-route://127.0.0.1" in -nats-routes: want a port`},
+		{[]string{"-nats-cluster", "127.0.0.1:6222", "-nats-routes", "nats-route://:6223"}, `invalid route "nats-route://:6223"`},
+		{[]string{"-nats-cluster", "127.0.0.1:6222", "-nats-routes", "nats-route://h:6223/x"}, `invalid route "nats-route://h:6223/x"`},
+		{[]string{"-nats-cluster", "127.0.0.1:6222", "-nats-routes", "nats-route://%zz:1"}, `invalid route "nats-route://%zz:1"`},
+		{[]string{"-nats-cluster", "127.0.0.1:6222", "-nats-cluster-name", "my cluster"}, `invalid -nats-cluster-name "my cluster"`},
+		{[]string{"-nats-cluster", "127.0.0.1:6222", "-nats-cluster-wait", "0s"}, "invalid -nats-cluster-wait 0s"},
+		{[]string{"-nats-cluster", "127.0.0.1:6222", "-node", "node a"}, `invalid -node "node a"`},
+		// This node's own route does not count twice: two servers.
+		{[]string{"-nats-cluster", "127.0.0.1:6222", "-nats-routes", route + ",nats-route://127.0.0.1:6223", "-replicas", "3"},
+			"invalid -replicas 3: the NATS cluster has 2 servers (this one and 1 more in -nats-routes)"},
+		{[]string{"-nats-cluster", "0.0.0.0:6222", "-nats-routes", "nats-route://localhost:6222,nats-route://127.0.0.1:6222,nats-route://10.9.9.9:6222", "-replicas", "3"},
+			"invalid -replicas 3: the NATS cluster has 2 servers"},
+		{[]string{"-replicas", "3"}, "invalid -replicas 3: the embedded NATS server is alone"},
+	}
+	for _, tt := range tests {
+		var stdout, stderr bytes.Buffer
+		m := &Main{Stdout: &stdout, Stderr: &stderr}
+		err := m.Run(context.Background(), tt.args)
+		if code := exitCode(err, io.Discard); code != 2 || !strings.HasPrefix(stderr.String(), "taskd: ") ||
+			!strings.Contains(stderr.String(), tt.want) || stdout.Len() != 0 {
+			t.Errorf("%q: exit %d, stderr %q; want status 2 and %q", tt.args, code, stderr.String(), tt.want)
+		}
+	}
+	// The built binary: the message on stderr, status 2.
+	var stderr bytes.Buffer
+	cmd := exec.Command(taskdBinary(t), "-nats-routes", route)
+	cmd.Stderr = &stderr
+	cmd.Run()
+	if code := cmd.ProcessState.ExitCode(); code != 2 || !strings.HasPrefix(stderr.String(), "taskd: invalid -nats-routes without -nats-cluster") {
+		t.Fatalf("binary: exit %d, stderr %q", code, stderr.String())
+	}
+}
+
+// TestClusterPlan: the cluster's size counts this node once, whether or
+// not -nats-routes lists it, and by whatever local address.
+func TestClusterPlan(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		cluster, routes string
+		size            int
+	}{
+		{"127.0.0.1:6222", "", 1},
+		{"127.0.0.1:6222", "nats-route://127.0.0.1:6223", 2},
+		{"127.0.0.1:6222", "nats-route://127.0.0.1:6222,nats-route://127.0.0.1:6223, nats-route://127.0.0.1:6224", 3},
+		{"127.0.0.1:6222", "nats-route://127.0.0.1:6223,nats-route://127.0.0.1:6223", 2}, // duplicates once
+		{":6222", "nats-route://localhost:6222,nats-route://10.9.9.8:6222,nats-route://10.9.9.9:6222", 3},
+		{"0.0.0.0:6222", "nats-route://127.0.0.1:6222,nats-route://10.9.9.8:6222,nats-route://10.9.9.9:6222", 3},
+		{"10.9.9.7:6222", "nats-route://10.9.9.7:6222,nats-route://10.9.9.8:6222,nats-route://127.0.0.1:6222", 3},
+		{"127.0.0.1:6222", "nats-route://127.0.0.1:7222,nats-route://127.0.0.1:8222", 3}, // other ports: peers
+	}
+	for _, tt := range tests {
+		c := defaultTaskConfig()
+		c.Cluster, c.Routes = tt.cluster, tt.routes
+		p, err := c.planCluster()
+		if err != nil {
+			t.Errorf("-nats-cluster %s -nats-routes %q: %v", tt.cluster, tt.routes, err)
+			continue
+		}
+		if p.size() != tt.size {
+			t.Errorf("-nats-cluster %s -nats-routes %q: size %d, want %d", tt.cluster, tt.routes, p.size(), tt.size)
+		}
+	}
+}
