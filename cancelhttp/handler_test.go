@@ -778,8 +778,8 @@ func TestHandlerRequestIsWithContextCopy(t *testing.T) {
 		inner.ServeHTTP(w, r)
 	}))
 	srv := httptest.NewServer(mux)
-	defer srv.Close()
-	resp, err := http.Post(srv.URL+"/items/42?x=1", "text/plain", strings.NewReader("payload"))
+	defer srv.Close() // also closes the idle connections of srv.Client()
+	resp, err := srv.Client().Post(srv.URL+"/items/42?x=1", "text/plain", strings.NewReader("payload"))
 	if err != nil {
 		t.Fatal(err)
 	}

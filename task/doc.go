@@ -36,6 +36,11 @@
 //     whose cancel was requested ends canceled, a request-scoped one or
 //     one at its max_attempts fails with [ErrNodeLost], any other goes
 //     back to the queue and runs again with the next attempt.
+//   - No queued task is left with nothing to run it: a node that stops
+//     between writing a queued record (a new task, or one handed back) and
+//     putting its id on the work queue leaves an orphan, and every runner
+//     queues such a task again once the queue has been empty for two
+//     leases while its record stayed unchanged ([Store.QueueLen]).
 //   - Progress ([Run.Progress]) is coalesced: at most one write per
 //     progress interval (100 ms) per task however often it is reported,
 //     and the final record always has the last value.

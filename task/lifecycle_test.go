@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -537,5 +538,111 @@ func TestRunScopedManyRecorded(t *testing.T) {
 		if _, _, err := cs.Get(ctx, id); !errors.Is(err, task.ErrNotFound) {
 			t.Fatalf("short scoped task %s in the store: %v", id, err)
 		}
+	}
+}
+
+// queueStore reports every QueueLen answer on lens and counts the Enqueues
+// of each id.
+type queueStore struct {
+	task.Store
+	lens     chan int
+	mu       sync.Mutex
+	enqueued map[string]int
+}
+
+func newQueueStore(s task.Store) *queueStore {
+	return &queueStore{Store: s, lens: make(chan int, 1000), enqueued: make(map[string]int)}
+}
+
+func (q *queueStore) QueueLen(ctx context.Context) (int, error) {
+	n, err := q.Store.QueueLen(ctx)
+	if err == nil {
+		select {
+		case q.lens <- n:
+		default:
+		}
+	}
+	return n, err
+}
+
+func (q *queueStore) Enqueue(ctx context.Context, id string) error {
+	q.mu.Lock()
+	q.enqueued[id]++
+	q.mu.Unlock()
+	return q.Store.Enqueue(ctx, id)
+}
+
+func (q *queueStore) enqueues(id string) int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.enqueued[id]
+}
+
+const requeueMsg = "task was queued but not on the work queue; queuing it again"
+
+// TestOrphanedQueuedTaskRunsAgain: a queued record whose id never reached
+// the work queue (its node stopped between the two writes) is queued again
+// once the queue has been empty for two leases, and runs once.
+func TestOrphanedQueuedTaskRunsAgain(t *testing.T) {
+	t.Parallel()
+	s := newQueueStore(openStore(t, newBucket()))
+	ctx := testlog.DeadlineContext(t)
+	orphan := &task.Task{ID: task.NewID(), Kind: "longrunning", Params: json.RawMessage(`{"iterations":1,"interval":"0s"}`),
+		State: task.Queued, MaxAttempts: 3, CreatedAt: time.Now()}
+	if _, _, err := s.Create(ctx, orphan); err != nil {
+		t.Fatal(err)
+	}
+	sink := testlog.NewSink()
+	const lease = 300 * time.Millisecond
+	start := time.Now()
+	startRunner(t, runnerOpts{store: s, lease: lease, logger: sink.Logger(), kinds: []task.Kind{task.LongRunning()}})
+	done := waitState(t, s, orphan.ID, task.Succeeded)
+	if took := time.Since(start); took < 2*lease {
+		t.Errorf("queued again after %v, before two leases of empty queue", took)
+	}
+	if done.Attempt != 1 || s.enqueues(orphan.ID) != 1 {
+		t.Errorf("attempt %d after %d Enqueues, want the orphan queued once and run once", done.Attempt, s.enqueues(orphan.ID))
+	}
+	sink.Wait(t, "the requeue warning", func(r testlog.Record) bool {
+		return r.Str("msg") == requeueMsg && r.Str("task") == orphan.ID
+	})
+}
+
+// TestWaitingTaskNotRequeued: a queued task whose id waits on the queue
+// behind a full runner is not queued again, however long it waits.
+func TestWaitingTaskNotRequeued(t *testing.T) {
+	t.Parallel()
+	s := newQueueStore(openStore(t, newBucket()))
+	g := newGate()
+	sink := testlog.NewSink()
+	const lease = 300 * time.Millisecond
+	r := startRunner(t, runnerOpts{store: s, concurrency: 1, lease: lease, logger: sink.Logger(), kinds: []task.Kind{g.kind()}})
+	ctx := testlog.DeadlineContext(t)
+	first, _, err := r.Submit(ctx, task.Spec{Kind: "gate"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	recvT(t, g.started, "first start")
+	waiting, _, err := r.Submit(ctx, task.Spec{Kind: "gate"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Four checks that saw the waiting id on the queue: more than the three
+	// leases after which an orphan is queued again.
+	for seen := 0; seen < 4; {
+		if n := testlog.Recv(t, "a queue check", s.lens); n > 0 {
+			seen++
+		}
+	}
+	if n := s.enqueues(waiting.ID); n != 1 {
+		t.Fatalf("the waiting task was queued %d times, want once", n)
+	}
+	close(g.release)
+	waitState(t, s, first.ID, task.Succeeded)
+	if done := waitState(t, s, waiting.ID, task.Succeeded); done.Attempt != 1 || g.runs.Load() != 2 {
+		t.Fatalf("attempt %d, %d runs; want each task run once", done.Attempt, g.runs.Load())
+	}
+	if n := sink.Count(func(r testlog.Record) bool { return r.Str("msg") == requeueMsg }); n != 0 {
+		t.Fatalf("%d requeue warnings for a task that was on the queue:\n%s", n, sink.Dump())
 	}
 }

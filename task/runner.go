@@ -168,8 +168,10 @@ func (r *Runner) Kinds() *Registry { return r.cfg.Kinds }
 
 // Start starts taking work: the queue puller, the watch that delivers
 // cancel requests and follows the leases of tasks running elsewhere, the
-// takeover of tasks whose lease ended, and the retention sweeper. It
-// returns once the watch is established and the running tasks are loaded
+// takeover of tasks whose lease ended, the retention sweeper, and the
+// requeue of queued tasks whose id is not on the queue (a node stopped
+// between writing the record and queuing the id; once the queue is empty
+// such a task is queued again within three leases). It returns once the watch is established and the running tasks are loaded
 // (so a cancel written after Start returns reaches a task this runner
 // runs), or with the store's error. Start must be called once.
 func (r *Runner) Start(ctx context.Context) error {
@@ -190,7 +192,7 @@ func (r *Runner) Start(ctx context.Context) error {
 		stop()
 		return err
 	}
-	r.bg.Add(4)
+	r.bg.Add(5)
 	go func() {
 		defer r.bg.Done()
 		defer stop()
@@ -208,6 +210,10 @@ func (r *Runner) Start(ctx context.Context) error {
 	go func() {
 		defer r.bg.Done()
 		r.sweep()
+	}()
+	go func() {
+		defer r.bg.Done()
+		r.requeueOrphans()
 	}()
 	return nil
 }
@@ -690,6 +696,80 @@ func (r *Runner) sweepOnce(ctx context.Context) {
 				break
 			}
 			opts.PageToken = page.NextPageToken
+		}
+	}
+}
+
+// requeueOrphans puts back on the work queue the tasks whose record says
+// queued but whose id is not on the queue: a node that stopped between
+// writing a queued record (a new task, or one handed back after its lease
+// ended) and queuing its id left it there, and nothing would run it.
+//
+// Once a lease, while the queue is empty (QueueLen 0: no id waiting and
+// none claimed), it looks at the queued records; one whose revision has
+// not changed for two leases of empty queue is an orphan: every writer of
+// a queued record queues its id within a lease or marks the task failed.
+// A busy queue postpones the check until it drains. Several runners may
+// queue the same orphan at once; the second id is harmless, since the claim
+// that finds the task no longer queued drops it (claims are compare-and-set
+// on the record).
+func (r *Runner) requeueOrphans() {
+	life := r.life.Token()
+	seen := make(map[string]orphanSeen)
+	for cancellation.Sleep(life, r.cfg.Lease) == nil {
+		r.requeueOrphansOnce(life, seen)
+	}
+}
+
+// orphanSeen is a queued record as requeueOrphans first saw it, with the
+// queue empty ever since.
+type orphanSeen struct {
+	rev uint64
+	at  time.Time // monotonic
+}
+
+func (r *Runner) requeueOrphansOnce(ctx context.Context, seen map[string]orphanSeen) {
+	if n, err := r.store.QueueLen(ctx); err != nil || n > 0 {
+		clear(seen)
+		return
+	}
+	now := time.Now()
+	still := make(map[string]bool, len(seen))
+	opts := ListOptions{State: Queued, PageSize: MaxPageSize}
+	for {
+		page, err := r.store.List(ctx, opts)
+		if err != nil {
+			return
+		}
+		for _, lt := range page.Tasks {
+			t, rev, err := r.store.Get(ctx, lt.ID)
+			if err != nil || t.State != Queued {
+				continue
+			}
+			s, ok := seen[t.ID]
+			if !ok || s.rev != rev {
+				seen[t.ID], still[t.ID] = orphanSeen{rev: rev, at: now}, true
+				continue
+			}
+			if now.Sub(s.at) < 2*r.cfg.Lease {
+				still[t.ID] = true
+				continue
+			}
+			r.log.Warn("task was queued but not on the work queue; queuing it again",
+				"task", t.ID, "queued_since", s.at.Format(time.RFC3339Nano))
+			if err := r.store.Enqueue(ctx, t.ID); err != nil {
+				r.log.Warn("task not put on the queue; will retry", "task", t.ID, "error", err)
+				still[t.ID] = true
+			}
+		}
+		if page.NextPageToken == "" {
+			break
+		}
+		opts.PageToken = page.NextPageToken
+	}
+	for id := range seen {
+		if !still[id] {
+			delete(seen, id)
 		}
 	}
 }

@@ -57,6 +57,12 @@ type Store interface {
 	// acknowledged within the store's redelivery time is handed out again.
 	Dequeue(ctx context.Context) (Claim, error)
 
+	// QueueLen returns how many task ids are on the work queue: waiting,
+	// or claimed by Dequeue and neither acknowledged nor released yet. A
+	// Runner uses it to find queued tasks that have no id on the queue
+	// (their node stopped between writing the record and queuing it).
+	QueueLen(ctx context.Context) (int, error)
+
 	// Ping reports whether the store is reachable.
 	Ping(ctx context.Context) error
 }

@@ -68,6 +68,7 @@ type Store struct {
 	kv    jetstream.KeyValue
 	idem  jetstream.KeyValue
 	cons  jetstream.Consumer
+	queue jetstream.Stream
 	subj  string
 	life  *cancellation.Source
 	reqTO time.Duration
@@ -149,7 +150,7 @@ func New(ctx context.Context, nc *nats.Conn, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("natsstore: consumer: %w", err)
 	}
-	s := &Store{nc: nc, js: js, kv: kv, idem: idem, cons: cons, subj: subj, life: cancellation.New(), reqTO: opts.RequestTimeout}
+	s := &Store{nc: nc, js: js, kv: kv, idem: idem, cons: cons, queue: stream, subj: subj, life: cancellation.New(), reqTO: opts.RequestTimeout}
 	s.cache.init()
 	if err := s.startMirror(ctx); err != nil {
 		s.life.Cancel()
@@ -466,6 +467,19 @@ func (s *Store) Enqueue(ctx context.Context, id string) error {
 	defer cancel()
 	_, err := s.js.Publish(rctx, s.subj, []byte(id))
 	return err
+}
+
+// QueueLen returns the number of ids in the queue's stream: a work-queue
+// stream keeps a message until it is acknowledged, so this counts waiting
+// and claimed ids; see task.Store.
+func (s *Store) QueueLen(ctx context.Context) (int, error) {
+	rctx, cancel := s.bound(ctx)
+	defer cancel()
+	info, err := s.queue.Info(rctx)
+	if err != nil {
+		return 0, err
+	}
+	return int(info.State.Msgs), nil
 }
 
 // Dequeue claims the next queued id; see task.Store.

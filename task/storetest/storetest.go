@@ -40,6 +40,7 @@ func Run(t *testing.T, newStore func(t *testing.T) task.Store) {
 		{"WatchChanges", testWatch},
 		{"WatchOneTaskResume", testWatchResume},
 		{"Queue", testQueue},
+		{"QueueLen", testQueueLen},
 		{"DequeueHonoursContext", testDequeueContext},
 		{"Ping", testPing},
 	}
@@ -466,4 +467,42 @@ func testPing(t *testing.T, s task.Store) {
 	if err := s.Ping(ctxFor(t)); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// testQueueLen: QueueLen counts ids waiting and ids claimed but not yet
+// acknowledged; an acknowledged id leaves, a released one stays.
+func testQueueLen(t *testing.T, s task.Store) {
+	ctx := ctxFor(t)
+	want := func(n int, after string) {
+		t.Helper()
+		if got, err := s.QueueLen(ctx); err != nil || got != n {
+			t.Fatalf("QueueLen after %s = %d, %v; want %d", after, got, err, n)
+		}
+	}
+	want(0, "nothing")
+	for range 2 {
+		if err := s.Enqueue(ctx, task.NewID()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want(2, "two Enqueues")
+	c, err := s.Dequeue(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want(2, "a Dequeue (claimed, not acknowledged)")
+	if err := c.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	want(2, "a Release")
+	for range 2 {
+		c, err := s.Dequeue(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Ack(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want(0, "acknowledging both")
 }
