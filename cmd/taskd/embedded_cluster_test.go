@@ -8,12 +8,15 @@ import (
 	"net/http"
 	"os/exec"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/go-cancellation/cancellation/internal/faultnet"
 	"github.com/go-cancellation/cancellation/internal/testlog"
 	"github.com/go-cancellation/cancellation/task"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // The embedded cluster tests run taskd processes whose embedded NATS
@@ -138,6 +141,67 @@ func TestEmbeddedCluster(t *testing.T) {
 	runs := checkNoOverlap(t, a, b, c)[tk2.ID]
 	if len(runs) != 2 || runs[1].Steps != 150 {
 		t.Fatalf("runs %v", runs)
+	}
+}
+
+// TestEmbeddedClusterDrain: SIGTERM of the node whose NATS server leads
+// the task bucket: it exits 0, and its server, stopping gracefully, hands
+// its leaderships over, so the two nodes left write at once rather than
+// after an election (which NATS's Raft timeouts put 3-9 s after a
+// leader's last heartbeat: what a SIGKILL costs).
+func TestEmbeddedClusterDrain(t *testing.T) {
+	t.Parallel()
+	nodes := startEmbeddedCluster(t, []string{"node-a", "node-b", "node-c"}, "-replicas", "3", "-shutdown-grace", "0")
+	ctx := testlog.DeadlineContext(t)
+	// Which server leads the bucket, asked as a NATS client of node-a's.
+	ready := nodes[0].logs.Wait(t, "tasks ready", func(r testlog.Record) bool { return r.Str("msg") == "tasks ready" })
+	nc, err := nats.Connect(ready.Str("nats"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var leader string
+	if st, err := js.Stream(ctx, "KV_tasks"); err == nil && st.CachedInfo().Cluster != nil {
+		leader = st.CachedInfo().Cluster.Leader
+	}
+	nc.Close()
+	var victim *runningBinary
+	var survivors []*runningBinary
+	for _, n := range nodes {
+		if n.name == leader {
+			victim = n
+		} else {
+			survivors = append(survivors, n)
+		}
+	}
+	if victim == nil {
+		t.Fatalf("bucket led by %q, not one of the nodes", leader)
+	}
+	victim.signal(t, syscall.SIGTERM)
+	if code := waitExit(t, victim.cmd); code != 0 {
+		t.Fatalf("%s exited %d after SIGTERM, want 0", victim.name, code)
+	}
+	exited := time.Now()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		code, _, err := tryDo(ctx, "POST", survivors[0].url+"/tasks", `{"kind":"longrunning","params":{"iterations":1,"interval":"1ms"}}`)
+		if code == http.StatusCreated {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("POST /tasks on %s after %s stopped: %d %v", survivors[0].name, victim.name, code, err)
+		}
+		<-tick.C
+	}
+	took := time.Since(exited)
+	t.Logf("%s (bucket leader) drained; first write on %s %v after its exit", victim.name, survivors[0].name, took)
+	// An election takes at least 3 s after the leader's last heartbeat.
+	if took > 2*time.Second {
+		t.Fatalf("first write %v after the leader's exit: the leadership was not handed over", took)
 	}
 }
 
