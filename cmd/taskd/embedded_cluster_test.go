@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -327,5 +328,35 @@ func TestClusterPlan(t *testing.T) {
 		if p.size() != tt.size {
 			t.Errorf("-nats-cluster %s -nats-routes %q: size %d, want %d", tt.cluster, tt.routes, p.size(), tt.size)
 		}
+	}
+}
+
+// TestNextTryTimeout: the bound of a try to open the store doubles only
+// when tries run out of time at the same step, and never past its cap
+// (tries failing at once, a hundred times, once overflowed it).
+func TestNextTryTimeout(t *testing.T) {
+	t.Parallel()
+	timeout := fmt.Errorf("natsstore: bucket tasks: %w", context.DeadlineExceeded)
+	further := fmt.Errorf("natsstore: bucket tasks_idem: %w", context.DeadlineExceeded)
+	unavailable := errors.New("natsstore: bucket tasks: JetStream system temporarily unavailable")
+	for _, tt := range []struct {
+		err, prev error
+		want      time.Duration
+	}{
+		{timeout, nil, time.Second},
+		{timeout, timeout, 2 * time.Second},
+		{further, timeout, time.Second},
+		{unavailable, unavailable, time.Second},
+	} {
+		if got := nextTryTimeout(time.Second, tt.err, tt.prev); got != tt.want {
+			t.Errorf("after %v (before: %v): %v, want %v", tt.err, tt.prev, got, tt.want)
+		}
+	}
+	d := time.Second
+	for range 100 {
+		d = nextTryTimeout(d, timeout, timeout)
+	}
+	if d != maxTryTimeout {
+		t.Errorf("after 100 timeouts: %v, want %v", d, maxTryTimeout)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-cancellation/cancellation/task/natsstore"
@@ -220,6 +221,9 @@ func runClusteredServer(p *clusterPlan, name, node, dir string, logger *slog.Log
 type natsLog struct {
 	log *slog.Logger
 
+	started  atomic.Bool // set once the store is open
+	stopping atomic.Bool // set when taskd stops the server
+
 	mu         sync.Mutex
 	firstFatal error
 	logged     map[string]time.Time // when each message was last logged
@@ -230,10 +234,23 @@ const natsLogRepeat = 10 * time.Second
 
 func (l *natsLog) Noticef(format string, v ...any) { l.log.Debug(fmt.Sprintf(format, v...)) }
 func (l *natsLog) Warnf(format string, v ...any) {
-	l.logOnce(slog.LevelWarn, fmt.Sprintf(format, v...))
+	level := slog.LevelWarn
+	if !l.started.Load() || l.stopping.Load() {
+		// What the server says while the cluster forms (routes not
+		// yet there, no meta leader yet, its files recovered) is what
+		// a start looks like, the waiting lines say what is missing;
+		// and while it stops, what a stop looks like.
+		level = slog.LevelInfo
+	}
+	l.logOnce(level, fmt.Sprintf(format, v...))
 }
 func (l *natsLog) Errorf(format string, v ...any) {
-	l.logOnce(slog.LevelError, fmt.Sprintf(format, v...))
+	msg := fmt.Sprintf(format, v...)
+	level := slog.LevelError
+	if strings.HasPrefix(msg, "Error trying to connect to route") {
+		level = slog.LevelWarn // a peer not started yet, or down: retried
+	}
+	l.logOnce(level, msg)
 }
 func (l *natsLog) Debugf(format string, v ...any) {}
 func (l *natsLog) Tracef(format string, v ...any) {}
@@ -306,6 +323,20 @@ func (st clusterState) describe(p *clusterPlan) string {
 // waits, once there is a leader, before it creates (or opens) the buckets.
 const followerDelay = 500 * time.Millisecond
 
+// maxTryTimeout caps the bound of one try to open the store.
+const maxTryTimeout = 30 * time.Second
+
+// nextTryTimeout returns the bound of the next try to open the store after
+// a try bounded by cur failed with err (and the one before with prev): it
+// doubles, up to maxTryTimeout, when the try ran out of time where the one
+// before did (a busy disk), not when it got further or failed at once.
+func nextTryTimeout(cur time.Duration, err, prev error) time.Duration {
+	if prev != nil && err.Error() == prev.Error() && errors.Is(err, context.DeadlineExceeded) {
+		return min(2*cur, maxTryTimeout)
+	}
+	return cur
+}
+
 // openClusteredStore opens the store on the embedded server of a cluster:
 // it waits for JetStream's meta leader, then creates (or opens) the
 // buckets and the queue, trying again while the cluster lacks the servers
@@ -342,20 +373,17 @@ func openClusteredStore(parent context.Context, ns *server.Server, nl *natsLog, 
 		// leader's node goes first; the others give it a moment.
 		if st.leader != "" && (st.leader == ns.Name() || time.Since(leaderSeen) >= followerDelay) {
 			// Each try is bounded: a try that got no answer, or lost
-			// the leader, must not use up the whole wait. The bound
-			// doubles when a try failed where the one before did (a
-			// busy disk), not when it got further.
+			// the leader, must not use up the whole wait.
 			tried := time.Now()
 			tctx, tcancel := context.WithTimeout(ctx, tryTimeout)
 			s, err := natsstore.New(tctx, nc, opts)
 			tcancel()
 			if err == nil {
+				nl.started.Store(true)
 				return s, nil
 			}
-			same := lastErr != nil && err.Error() == lastErr.Error()
-			if same {
-				tryTimeout *= 2
-			} else {
+			tryTimeout = nextTryTimeout(tryTimeout, err, lastErr)
+			if lastErr == nil || err.Error() != lastErr.Error() {
 				logger.Info("JetStream not ready yet", "error", err.Error(), "took", time.Since(tried).Round(time.Millisecond).String())
 			}
 			lastErr = err

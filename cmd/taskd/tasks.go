@@ -96,6 +96,7 @@ func (c *TaskConfig) validate() error {
 type tasks struct {
 	log     *slog.Logger
 	ns      *server.Server // nil with -nats
+	nl      *natsLog       // the clustered server's log; nil without -nats-cluster
 	nc      *nats.Conn
 	store   *natsstore.Store
 	runner  *task.Runner
@@ -130,7 +131,6 @@ func startTasks(ctx context.Context, cfg Config, logger *slog.Logger, addr net.A
 	if err != nil {
 		return s, err
 	}
-	var nl *natsLog
 	url := tc.NATS
 	if url == "" {
 		dir := filepath.Join(tc.Data, "nats")
@@ -141,7 +141,7 @@ func startTasks(ctx context.Context, cfg Config, logger *slog.Logger, addr net.A
 			return s, err
 		}
 		if plan != nil {
-			s.ns, nl, err = runClusteredServer(plan, tc.ClusterName, node, dir, logger)
+			s.ns, s.nl, err = runClusteredServer(plan, tc.ClusterName, node, dir, logger)
 		} else {
 			s.ns, err = natsstore.RunServer(natsstore.ServerOptions{Dir: dir})
 		}
@@ -161,7 +161,7 @@ func startTasks(ctx context.Context, cfg Config, logger *slog.Logger, addr net.A
 		AckWait: tc.Lease,
 	}
 	if plan != nil {
-		s.store, err = openClusteredStore(ctx, s.ns, nl, s.nc, plan, tc.ClusterWait, sopts, logger)
+		s.store, err = openClusteredStore(ctx, s.ns, s.nl, s.nc, plan, tc.ClusterWait, sopts, logger)
 	} else {
 		octx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		s.store, err = natsstore.New(octx, s.nc, sopts)
@@ -235,6 +235,9 @@ func (s *tasks) close() {
 	}
 	if s.nc != nil {
 		s.nc.Close()
+	}
+	if s.nl != nil {
+		s.nl.stopping.Store(true)
 	}
 	if s.ns != nil {
 		s.ns.Shutdown()
