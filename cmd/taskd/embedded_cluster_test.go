@@ -360,3 +360,27 @@ func TestNextTryTimeout(t *testing.T) {
 		t.Errorf("after 100 timeouts: %v, want %v", d, maxTryTimeout)
 	}
 }
+
+// TestNATSLogRepeats: the embedded server's repeated messages (a route
+// retried every second, with its attempt number) are logged once per
+// natsLogRepeat; warnings are at info level while the cluster forms.
+func TestNATSLogRepeats(t *testing.T) {
+	t.Parallel()
+	logs := testlog.NewSink()
+	l := &natsLog{log: logs.Logger()}
+	for i := range 5 {
+		l.Errorf("Error trying to connect to route (attempt %d): dial tcp 127.0.0.1:6224: connect: connection refused", i+1)
+		l.Warnf("JetStream has not established contact with a meta leader")
+	}
+	l.started.Store(true)
+	l.Warnf("Stream state outdated")
+	want := []string{"WARN Error trying to connect to route (attempt 1): dial tcp 127.0.0.1:6224: connect: connection refused",
+		"INFO JetStream has not established contact with a meta leader", "WARN Stream state outdated"}
+	var got []string
+	for _, r := range logs.All() {
+		got = append(got, r.Str("level")+" "+r.Str("msg"))
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("logged\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}

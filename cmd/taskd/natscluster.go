@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -229,6 +230,9 @@ type natsLog struct {
 	logged     map[string]time.Time // when each message was last logged
 }
 
+// attemptNumber matches the retry count in the server's messages.
+var attemptNumber = regexp.MustCompile(`\(attempt \d+\)`)
+
 // natsLogRepeat is how often the same message of the server is logged.
 const natsLogRepeat = 10 * time.Second
 
@@ -270,12 +274,15 @@ func (l *natsLog) logOnce(level slog.Level, msg string) {
 	if l.logged == nil || len(l.logged) > 1000 {
 		l.logged = make(map[string]time.Time)
 	}
-	last, ok := l.logged[msg]
+	// "Error trying to connect to route (attempt 7): …" repeats with
+	// a new number every second.
+	key := attemptNumber.ReplaceAllString(msg, "(attempt)")
+	last, ok := l.logged[key]
 	if ok && now.Sub(last) < natsLogRepeat {
 		l.mu.Unlock()
 		return
 	}
-	l.logged[msg] = now
+	l.logged[key] = now
 	l.mu.Unlock()
 	l.log.Log(context.Background(), level, msg)
 }
