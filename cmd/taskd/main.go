@@ -7,13 +7,17 @@
 //	      [-max-task-duration 1h] [-max-inflight 10000] [-log-format text|json]
 //	      [-data ./taskd-data] [-nats URL] [-node NAME] [-concurrency 8]
 //	      [-lease 10s] [-retention 24h] [-replicas 1]
+//	      [-nats-cluster HOST:PORT -nats-routes nats-route://HOST:PORT,...
+//	       [-nats-cluster-name taskd] [-nats-cluster-wait 1m]]
 //
 // It also serves the task API (POST /tasks, GET /tasks, GET /tasks/{id},
 // POST /tasks/{id}/cancel, event streams on GET /tasks/{id}/events and GET
 // /events), GET /metrics, GET /healthz, GET /readyz and the dashboard at /,
 // with tasks kept in NATS JetStream: an embedded server storing under -data
-// unless -nats names one. Each GET /longrunningtask is also a task of kind
-// longrunning, listed and cancelable through the API. See docs/tasks.md.
+// unless -nats names one. With -nats-cluster and -nats-routes the embedded
+// servers of several taskd nodes form one NATS cluster (docs/cluster.md).
+// Each GET /longrunningtask is also a task of kind longrunning, listed and
+// cancelable through the API. See docs/tasks.md.
 //
 // It serves GET (and HEAD) /longrunningtask?iterations=20&interval=1s
 // (HTTP/1.1 and unencrypted HTTP/2 with prior knowledge) and logs with
