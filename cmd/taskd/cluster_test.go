@@ -101,6 +101,7 @@ type runningBinary struct {
 	cmd  *exec.Cmd
 	logs *testlog.Sink
 	url  string
+	args []string // what it was started with, for a restart (embedded cluster nodes)
 }
 
 // startNode starts taskd as node name on the NATS at url.

@@ -46,10 +46,10 @@ func startEmbeddedCluster(t *testing.T, names []string, extra ...string) []*runn
 	routes := routeList(ports)
 	nodes := make([]*runningBinary, len(names))
 	for i, name := range names {
-		args := append([]string{"-node", name, "-lease", clusterLease.String(), "-concurrency", "16",
+		args := append([]string{"-node", name, "-lease", clusterLease.String(), "-concurrency", "16", "-data", t.TempDir(),
 			"-nats-cluster", fmt.Sprintf("127.0.0.1:%d", ports[i]), "-nats-routes", routes}, extra...)
 		cmd, logs := spawnBinary(t, args...)
-		nodes[i] = &runningBinary{name: name, cmd: cmd, logs: logs}
+		nodes[i] = &runningBinary{name: name, cmd: cmd, logs: logs, args: args}
 	}
 	for _, n := range nodes {
 		n.url = listeningURL(t, n.logs)
@@ -141,6 +141,64 @@ func TestEmbeddedCluster(t *testing.T) {
 	t.Logf("%s killed: attempt 2 running on %s after %v", victim.name, again.Node, took)
 	runs := checkNoOverlap(t, a, b, c)[tk2.ID]
 	if len(runs) != 2 || runs[1].Steps != 150 {
+		t.Fatalf("runs %v", runs)
+	}
+}
+
+// restartNode starts node n again with its flags (its -data, its route
+// port) and waits until it listens.
+func restartNode(t *testing.T, n *runningBinary) *runningBinary {
+	t.Helper()
+	cmd, logs := spawnBinary(t, n.args...)
+	return &runningBinary{name: n.name, cmd: cmd, logs: logs, url: listeningURL(t, logs), args: n.args}
+}
+
+// TestEmbeddedClusterQuorum: one node of three left alone (the two others
+// killed) cannot write: POST /tasks is answered 503, GET still answers,
+// and its running task stops with "lease lost" at the end of its lease
+// (nobody can take it over, nor does it run on). Once a killed node is
+// back (restarted with its -data), the cluster has a majority again and
+// the task runs again as attempt 2; it never ran twice at once.
+func TestEmbeddedClusterQuorum(t *testing.T) {
+	t.Parallel()
+	nodes := startEmbeddedCluster(t, []string{"node-a", "node-b", "node-c"}, "-replicas", "3")
+	tk := nodes[0].submit(t, 100000, 20*time.Millisecond)
+	first := pollTask(t, nodes[0].url, tk.ID, "running", func(tk *task.Task) bool { return tk.State == task.Running })
+	var alone *runningBinary
+	var killed []*runningBinary
+	for _, n := range nodes {
+		if n.name == first.Node {
+			alone = n
+		} else {
+			killed = append(killed, n)
+		}
+	}
+	if alone == nil {
+		t.Fatalf("task running on %q, not one of the nodes", first.Node)
+	}
+	for _, n := range killed {
+		n.kill(t)
+	}
+	stopped := alone.logs.Wait(t, "the lone node stopping its task", func(r testlog.Record) bool {
+		return r.Str("task") == tk.ID && r.Str("msg") == "task stopped"
+	})
+	if stopped.Str("cause") != "lease lost" {
+		t.Fatalf("%s stopped the task with %v, want cause \"lease lost\"", alone.name, stopped)
+	}
+	ctx := testlog.DeadlineContext(t)
+	if code, _, err := tryDo(ctx, "POST", alone.url+"/tasks", `{"kind":"longrunning"}`); code != http.StatusServiceUnavailable {
+		t.Fatalf("POST /tasks on the lone node: %d %v, want 503", code, err)
+	}
+	var got task.Task
+	if code := apiDo(t, "GET", alone.url+"/tasks/"+tk.ID, "", &got); code != http.StatusOK || got.ID != tk.ID {
+		t.Fatalf("GET on the lone node: %d %+v", code, got)
+	}
+
+	back := restartNode(t, killed[0])
+	again := pollTask(t, alone.url, tk.ID, "attempt 2 running", func(tk *task.Task) bool { return tk.State == task.Running && tk.Attempt == 2 })
+	t.Logf("%s alone: task stopped (lease lost); %s restarted: attempt 2 on %s", alone.name, back.name, again.Node)
+	runs := checkNoOverlap(t, append(nodes, back)...)[tk.ID]
+	if len(runs) != 2 {
 		t.Fatalf("runs %v", runs)
 	}
 }
