@@ -616,11 +616,23 @@ func TestClusterCancelLatency(t *testing.T) {
 		if end.State != task.Canceled || end.StopLatencyMS == nil || end.FinishedAt == nil || end.Node != "node-a" {
 			t.Fatalf("final %+v", end)
 		}
-		stop := time.Duration(*end.StopLatencyMS * float64(time.Millisecond))
-		lat = append(lat, end.FinishedAt.Add(-stop).Sub(end.Cancel.RequestedAt))
+		lat = append(lat, cancelLatency(end))
 	}
+	t.Logf("cancel on node-b → token canceled on node-a (taskd processes), %s", latencySummary(lat))
+}
+
+// cancelLatency returns, from a task's final record, the time from its
+// cancel request (requested_at, on the node that took it) to its token
+// canceled (finished_at minus stop_latency, on the node that ran it).
+func cancelLatency(end *task.Task) time.Duration {
+	stop := time.Duration(*end.StopLatencyMS * float64(time.Millisecond))
+	return end.FinishedAt.Add(-stop).Sub(end.Cancel.RequestedAt)
+}
+
+// latencySummary sorts lat and says its size, p50, p99 and max.
+func latencySummary(lat []time.Duration) string {
 	slices.Sort(lat)
-	t.Logf("cancel on node-b → token canceled on node-a (taskd processes), %d samples: p50 %v, p99 %v, max %v",
+	return fmt.Sprintf("%d samples: p50 %v, p99 %v, max %v",
 		len(lat), lat[len(lat)/2], lat[min(len(lat)-1, (len(lat)*99+99)/100-1)], lat[len(lat)-1])
 }
 

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"os/exec"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -99,8 +100,7 @@ func TestEmbeddedCluster(t *testing.T) {
 	}
 	// From the cancel's write on node-b to the token canceled on the
 	// running node, from the records (both clocks are this machine's).
-	stop := time.Duration(*end.StopLatencyMS * float64(time.Millisecond))
-	lat := end.FinishedAt.Add(-stop).Sub(end.Cancel.RequestedAt)
+	lat := cancelLatency(end)
 	t.Logf("cancel on node-b → token canceled on %s: %v (final state seen on node-c %v after the request)", end.Node, lat, seen)
 	// Faster than a lease: the watch brought it, not a lease's end.
 	if lat > clusterLease {
@@ -143,6 +143,38 @@ func TestEmbeddedCluster(t *testing.T) {
 	if len(runs) != 2 || runs[1].Steps != 150 {
 		t.Fatalf("runs %v", runs)
 	}
+}
+
+// TestEmbeddedClusterCancelLatency measures, on three nodes with embedded
+// NATS and -replicas 3, the time from a cancel request on node-b to the
+// task's token canceled where it runs (any of the three), from the final
+// records as TestClusterCancelLatency does. Run it with -v to see the
+// numbers (EMBEDDED_LATENCY_SAMPLES, default 20); it checks only that
+// every cancel arrived.
+func TestEmbeddedClusterCancelLatency(t *testing.T) {
+	t.Parallel()
+	n := bulkSize(t, "EMBEDDED_LATENCY_SAMPLES", 20)
+	nodes := startEmbeddedCluster(t, []string{"node-a", "node-b", "node-c"}, "-replicas", "3", "-concurrency", strconv.Itoa(n))
+	var ids []string
+	for range n {
+		ids = append(ids, nodes[0].submit(t, 100000, 50*time.Millisecond).ID)
+	}
+	for _, id := range ids {
+		pollTask(t, nodes[1].url, id, "running", func(tk *task.Task) bool { return tk.State == task.Running })
+	}
+	var lat []time.Duration
+	for _, id := range ids {
+		var tk task.Task
+		if code := apiDo(t, "POST", nodes[1].url+"/tasks/"+id+"/cancel", `{"reason":"latency"}`, &tk); code != http.StatusAccepted {
+			t.Fatalf("cancel: %d %+v", code, tk)
+		}
+		end := pollTask(t, nodes[1].url, id, "final", func(tk *task.Task) bool { return tk.State.Final() })
+		if end.State != task.Canceled || end.StopLatencyMS == nil || end.FinishedAt == nil {
+			t.Fatalf("final %+v", end)
+		}
+		lat = append(lat, cancelLatency(end))
+	}
+	t.Logf("cancel on node-b → token canceled on the running node (embedded NATS, R3), %s", latencySummary(lat))
 }
 
 // restartNode starts node n again with its flags (its -data, its route
