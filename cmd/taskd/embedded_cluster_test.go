@@ -390,6 +390,29 @@ func TestClusterFlagErrors(t *testing.T) {
 	}
 }
 
+// TestClusterDefaultReplicas: with -nats-cluster and no -replicas, the
+// bucket and queue get three copies, or one per server in a smaller
+// cluster; a -replicas given is kept.
+func TestClusterDefaultReplicas(t *testing.T) {
+	t.Parallel()
+	three := "nats-route://127.0.0.1:6222,nats-route://127.0.0.1:6223,nats-route://127.0.0.1:6224"
+	for _, tt := range []struct {
+		args []string
+		want int
+	}{
+		{nil, 1},
+		{[]string{"-nats-cluster", "127.0.0.1:6222", "-nats-routes", three}, 3},
+		{[]string{"-nats-cluster", "127.0.0.1:6222", "-nats-routes", three + ",nats-route://127.0.0.1:6225,nats-route://127.0.0.1:6226"}, 3},
+		{[]string{"-nats-cluster", "127.0.0.1:6222", "-nats-routes", "nats-route://127.0.0.1:6223"}, 2},
+		{[]string{"-nats-cluster", "127.0.0.1:6222", "-nats-routes", three, "-replicas", "1"}, 1},
+	} {
+		m := &Main{}
+		if err := m.ParseFlags(tt.args); err != nil || m.Config.Tasks.Replicas != tt.want {
+			t.Errorf("%q: replicas %d (%v), want %d", tt.args, m.Config.Tasks.Replicas, err, tt.want)
+		}
+	}
+}
+
 // TestClusterPlan: the cluster's size counts this node once, whether or
 // not -nats-routes lists it, and by whatever local address.
 func TestClusterPlan(t *testing.T) {

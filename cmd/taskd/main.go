@@ -6,7 +6,7 @@
 //	taskd [-addr 127.0.0.1:8080] [-shutdown-grace 10s] [-max-request-timeout 0]
 //	      [-max-task-duration 1h] [-max-inflight 10000] [-log-format text|json]
 //	      [-data ./taskd-data] [-nats URL] [-node NAME] [-concurrency 8]
-//	      [-lease 10s] [-retention 24h] [-replicas 1]
+//	      [-lease 10s] [-retention 24h] [-replicas 1 (with -nats-cluster: 3)]
 //	      [-nats-cluster HOST:PORT -nats-routes nats-route://HOST:PORT,...
 //	       [-nats-cluster-name taskd] [-nats-cluster-wait 1m]]
 //
@@ -241,7 +241,8 @@ func (m *Main) ParseFlags(args []string) error {
 	case m.Config.MaxInflight < 0:
 		err = fmt.Errorf("invalid -max-inflight %d: must not be negative", m.Config.MaxInflight)
 	default:
-		err = m.Config.Tasks.validate() // -data, -concurrency, -lease, -retention, -replicas
+		fs.Visit(func(f *flag.Flag) { m.Config.Tasks.replicasSet = m.Config.Tasks.replicasSet || f.Name == "replicas" })
+		err = m.Config.Tasks.validate() // -data, -concurrency, -lease, -retention, -replicas, -nats-cluster…
 	}
 	if err != nil {
 		fmt.Fprintf(m.Stderr, "taskd: %v\n", err)

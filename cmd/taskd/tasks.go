@@ -34,6 +34,8 @@ type TaskConfig struct {
 	Retention   time.Duration // -retention: how long finished tasks are kept
 	Replicas    int           // -replicas: copies of the task bucket and queue in a NATS cluster
 	clusterFlags
+
+	replicasSet bool // -replicas was given; if not, a cluster gets 3 (or its size)
 }
 
 // defaultTaskConfig returns the defaults of the task flags.
@@ -59,7 +61,7 @@ func (c *TaskConfig) addFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.Concurrency, "concurrency", c.Concurrency, "how many queued tasks run at once on this node")
 	fs.DurationVar(&c.Lease, "lease", c.Lease, "how long a running task's lease holds without renewal")
 	fs.DurationVar(&c.Retention, "retention", c.Retention, "how long finished tasks are kept")
-	fs.IntVar(&c.Replicas, "replicas", c.Replicas, "copies of the task bucket and queue kept by a NATS cluster (JetStream replicas, 1 to 5; at most the cluster's size)")
+	fs.IntVar(&c.Replicas, "replicas", c.Replicas, "copies of the task bucket and queue kept by a NATS cluster (JetStream replicas, 1 to 5; at most the cluster's size; with -nats-cluster the default is 3, or the cluster's size if smaller)")
 	fs.StringVar(&c.Cluster, "nats-cluster", c.Cluster, "`HOST:PORT` where the embedded NATS server listens for routes from the other nodes' servers: joins them into one NATS cluster (with -nats-routes)")
 	fs.StringVar(&c.Routes, "nats-routes", c.Routes, "`URLs` (comma-separated nats-route://HOST:PORT) of the route listeners of the cluster's servers; this node's own may be in the list, so every node can get the same one")
 	fs.StringVar(&c.ClusterName, "nats-cluster-name", c.ClusterName, "`name` of the embedded NATS cluster, the same on every node")
@@ -71,6 +73,11 @@ func (c *TaskConfig) validate() error {
 	plan, err := c.planCluster()
 	if err != nil {
 		return err
+	}
+	if plan != nil && !c.replicasSet {
+		// One copy would make the server that holds it a single
+		// point of failure of the whole cluster.
+		c.Replicas = min(3, plan.size())
 	}
 	switch {
 	case c.Data == "":
