@@ -185,7 +185,8 @@ func restartNode(t *testing.T, n *runningBinary) *runningBinary {
 	return &runningBinary{name: n.name, cmd: cmd, logs: logs, url: listeningURL(t, logs), args: n.args}
 }
 
-// TestEmbeddedClusterQuorum: one node of three left alone (the two others
+// TestEmbeddedClusterQuorum: (without -replicas: 3 by default) one node of
+// three left alone (the two others
 // killed) cannot write: POST /tasks is answered 503, GET still answers,
 // and its running task stops with "lease lost" at the end of its lease
 // (nobody can take it over, nor does it run on). Once a killed node is
@@ -193,7 +194,13 @@ func restartNode(t *testing.T, n *runningBinary) *runningBinary {
 // the task runs again as attempt 2; it never ran twice at once.
 func TestEmbeddedClusterQuorum(t *testing.T) {
 	t.Parallel()
-	nodes := startEmbeddedCluster(t, []string{"node-a", "node-b", "node-c"}, "-replicas", "3")
+	// No -replicas: three by default in a cluster of three.
+	nodes := startEmbeddedCluster(t, []string{"node-a", "node-b", "node-c"})
+	for _, n := range nodes {
+		if r := n.logs.Wait(t, "tasks ready", func(r testlog.Record) bool { return r.Str("msg") == "tasks ready" }); r.Num("replicas") != 3 {
+			t.Fatalf("%s: %v, want replicas=3", n.name, r)
+		}
+	}
 	tk := nodes[0].submit(t, 100000, 20*time.Millisecond)
 	first := pollTask(t, nodes[0].url, tk.ID, "running", func(tk *task.Task) bool { return tk.State == task.Running })
 	var alone *runningBinary
