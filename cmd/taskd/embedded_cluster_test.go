@@ -436,6 +436,7 @@ func TestClusterPlan(t *testing.T) {
 		{"0.0.0.0:6222", "nats-route://127.0.0.1:6222,nats-route://10.9.9.8:6222,nats-route://10.9.9.9:6222", 3},
 		{"10.9.9.7:6222", "nats-route://10.9.9.7:6222,nats-route://10.9.9.8:6222,nats-route://127.0.0.1:6222", 3},
 		{"127.0.0.1:6222", "nats-route://127.0.0.1:7222,nats-route://127.0.0.1:8222", 3}, // other ports: peers
+		{"127.0.0.1:6222", "nats-route://user:secret@127.0.0.1:6223", 2},
 	}
 	for _, tt := range tests {
 		c := defaultTaskConfig()
@@ -444,6 +445,9 @@ func TestClusterPlan(t *testing.T) {
 		if err != nil {
 			t.Errorf("-nats-cluster %s -nats-routes %q: %v", tt.cluster, tt.routes, err)
 			continue
+		}
+		if strings.Contains(p.routeList(), "secret") {
+			t.Errorf("routeList %q shows a password", p.routeList())
 		}
 		if p.size() != tt.size {
 			t.Errorf("-nats-cluster %s -nats-routes %q: size %d, want %d", tt.cluster, tt.routes, p.size(), tt.size)

@@ -60,11 +60,12 @@ type clusterPlan struct {
 // size returns the number of NATS servers in the cluster.
 func (p *clusterPlan) size() int { return len(p.peers) + 1 }
 
-// routeList returns the routes as given, comma-separated.
+// routeList returns the routes as given, comma-separated, for logs and
+// errors: passwords in them are shown as "xxxxx".
 func (p *clusterPlan) routeList() string {
 	s := make([]string, len(p.routes))
 	for i, u := range p.routes {
-		s[i] = u.String()
+		s[i] = u.Redacted()
 	}
 	return strings.Join(s, ",")
 }
