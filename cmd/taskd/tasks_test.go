@@ -247,6 +247,11 @@ func TestExternalNATS(t *testing.T) {
 	}
 	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
 	a := startTaskd(t, "-nats", ns.ClientURL(), "-node", "a")
+	// b opens the store once a has: nats-server v2.15.2 has a data race
+	// between a stream's update (b's CreateOrUpdate of the bucket) and a
+	// consumer's creation on it (a's), which -race reports in this
+	// process, where the server runs (1 run in 10).
+	a.Logs.Wait(t, "a's tasks ready", func(r testlog.Record) bool { return r.Str("msg") == "tasks ready" })
 	b := startTaskd(t, "-nats", ns.ClientURL(), "-node", "b")
 	var tk task.Task
 	if code := apiDo(t, "POST", a.URL+"/tasks", `{"kind":"longrunning","params":{"iterations":100,"interval":"100ms"}}`, &tk); code != 201 {
