@@ -508,3 +508,30 @@ func TestNATSLogRepeats(t *testing.T) {
 		t.Fatalf("logged\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
+
+// FuzzParseRoute: a -nats-routes entry is either refused with an error
+// naming it, or a nats-route:// URL with a host and a port from 1 to 65535,
+// which parses again to the same host.
+func FuzzParseRoute(f *testing.F) {
+	for _, s := range []string{"nats-route://127.0.0.1:6222", "nats-route://user:pass@node-a:6222", "nats-route://[::1]:6222",
+		"nats-route://h:0", "nats-route://h", "http://h:1", "nats-route://:1", "nats-route://h:1/x", "%zz", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		u, err := parseRoute(s)
+		if err != nil {
+			if !strings.Contains(err.Error(), "in -nats-routes") {
+				t.Fatalf("%q: error %q does not say where", s, err)
+			}
+			return
+		}
+		port, perr := strconv.Atoi(u.Port())
+		if u.Scheme != "nats-route" || u.Hostname() == "" || perr != nil || port < 1 || port > 65535 {
+			t.Fatalf("%q accepted as %#v", s, u)
+		}
+		again, err := parseRoute(u.String())
+		if err != nil || again.Host != u.Host {
+			t.Fatalf("%q: %q parses again to %v, %v", s, u.String(), again, err)
+		}
+	})
+}
