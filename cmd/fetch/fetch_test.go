@@ -9,7 +9,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -19,24 +18,12 @@ import (
 
 	"github.com/go-cancellation/cancellation"
 	"github.com/go-cancellation/cancellation/download/downloadtest"
-	"go.uber.org/goleak"
+	"github.com/go-cancellation/cancellation/internal/testbin"
 )
 
-// TestMain removes the binary the tests built (see fetchBinary) and
-// checks for leaked goroutines.
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if binDir != "" {
-		os.RemoveAll(binDir)
-	}
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintln(os.Stderr, "goleak:", err)
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
+// TestMain removes the binary the tests built (see buildFetch) and checks
+// for leaked goroutines.
+func TestMain(m *testing.M) { testbin.Main(m) }
 
 const fileSize = 1 << 20
 

@@ -14,14 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
-)
 
-// binDir holds the binary built by buildFetch; TestMain removes it.
-var (
-	binDir   string
-	binOnce  sync.Once
-	binPath  string
-	binError error
+	"github.com/go-cancellation/cancellation/internal/testbin"
 )
 
 // buildFetch builds the command once per test run and returns its path.
@@ -29,28 +23,7 @@ var (
 // built from an older commit, to see which tests fail without a fix).
 func buildFetch(t *testing.T) string {
 	t.Helper()
-	if bin := os.Getenv("FETCH_TEST_BINARY"); bin != "" {
-		return bin
-	}
-	gobin, err := exec.LookPath("go")
-	if err != nil {
-		t.Skip("no go command to build fetch with")
-	}
-	binOnce.Do(func() {
-		binDir, binError = os.MkdirTemp("", "fetch-test")
-		if binError != nil {
-			return
-		}
-		binPath = filepath.Join(binDir, "fetch")
-		out, err := exec.Command(gobin, "build", "-o", binPath, ".").CombinedOutput()
-		if err != nil {
-			binError = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if binError != nil {
-		t.Fatal(binError)
-	}
-	return binPath
+	return testbin.Build(t, "fetch", "FETCH_TEST_BINARY")
 }
 
 // runBinary runs the built fetch in dir with stdin and returns its exit
