@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -80,16 +81,15 @@ func TestEmbeddedCluster(t *testing.T) {
 		}
 	}
 
-	tk := a.submit(t, 100000, 20*time.Millisecond)
+	tk := submitRetrying(t, a, 100000, 20*time.Millisecond)
 	running := waitTask(t, c.url, tk.ID, func(tk *task.Task) bool { return tk.State == task.Running })
 	var got task.Task
 	if code := apiDo(t, "GET", c.url+"/tasks/"+tk.ID, "", &got); code != http.StatusOK || got.State != task.Running || got.Node == "" {
 		t.Fatalf("GET on node-c: %d %+v, want running on a node", code, got)
 	}
 	const reason = "operator: wrong input"
-	var canceling task.Task
 	sent := time.Now()
-	if code := apiDo(t, "POST", b.url+"/tasks/"+tk.ID+"/cancel", `{"reason":"`+reason+`"}`, &canceling); code != http.StatusAccepted {
+	if code, canceling := postRetrying(t, b.url+"/tasks/"+tk.ID+"/cancel", `{"reason":"`+reason+`"}`); code != http.StatusAccepted {
 		t.Fatalf("cancel on node-b: %d %+v", code, canceling)
 	}
 	end := waitTask(t, c.url, tk.ID, func(tk *task.Task) bool { return tk.State.Final() })
@@ -108,7 +108,7 @@ func TestEmbeddedCluster(t *testing.T) {
 	}
 
 	// kill -9 of the node running a task.
-	tk2 := a.submit(t, 150, 20*time.Millisecond)
+	tk2 := submitRetrying(t, a, 150, 20*time.Millisecond)
 	first := waitTask(t, c.url, tk2.ID, func(tk *task.Task) bool {
 		return tk.State == task.Running && tk.Progress != nil && tk.Progress.Done > 0
 	})
@@ -157,15 +157,14 @@ func TestEmbeddedClusterCancelLatency(t *testing.T) {
 	nodes := startEmbeddedCluster(t, []string{"node-a", "node-b", "node-c"}, "-replicas", "3", "-concurrency", strconv.Itoa(n))
 	var ids []string
 	for range n {
-		ids = append(ids, nodes[0].submit(t, 100000, 50*time.Millisecond).ID)
+		ids = append(ids, submitRetrying(t, nodes[0], 100000, 50*time.Millisecond).ID)
 	}
 	for _, id := range ids {
 		pollTask(t, nodes[1].url, id, "running", func(tk *task.Task) bool { return tk.State == task.Running })
 	}
 	var lat []time.Duration
 	for _, id := range ids {
-		var tk task.Task
-		if code := apiDo(t, "POST", nodes[1].url+"/tasks/"+id+"/cancel", `{"reason":"latency"}`, &tk); code != http.StatusAccepted {
+		if code, tk := postRetrying(t, nodes[1].url+"/tasks/"+id+"/cancel", `{"reason":"latency"}`); code != http.StatusAccepted {
 			t.Fatalf("cancel: %d %+v", code, tk)
 		}
 		end := pollTask(t, nodes[1].url, id, "final", func(tk *task.Task) bool { return tk.State.Final() })
@@ -201,7 +200,7 @@ func TestEmbeddedClusterQuorum(t *testing.T) {
 			t.Fatalf("%s: %v, want replicas=3", n.name, r)
 		}
 	}
-	tk := nodes[0].submit(t, 100000, 20*time.Millisecond)
+	tk := submitRetrying(t, nodes[0], 100000, 20*time.Millisecond)
 	first := pollTask(t, nodes[0].url, tk.ID, "running", func(tk *task.Task) bool { return tk.State == task.Running })
 	var alone *runningBinary
 	var killed []*runningBinary
@@ -301,6 +300,57 @@ func TestEmbeddedClusterDrain(t *testing.T) {
 	if took > 2*time.Second {
 		t.Fatalf("first write %v after the leader's exit: the leadership was not handed over", took)
 	}
+}
+
+// postRetrying POSTs body to url until the answer is not 503, as a client
+// does (a write can find a bucket or the queue between two leaders right
+// after the start, or after a NATS server died), and returns the status and
+// the task answered. A POST /tasks carries an Idempotency-Key, so that a
+// retry creates no second task. Retries are logged.
+func postRetrying(t *testing.T, url, body string) (int, *task.Task) {
+	t.Helper()
+	ctx := testlog.DeadlineContext(t)
+	key := fmt.Sprintf("retry-%d", time.Now().UnixNano())
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for tries := 1; ; tries++ {
+		req, err := http.NewRequestWithContext(ctx, "POST", url, strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/json")
+		if strings.HasSuffix(url, "/tasks") {
+			req.Header.Set("Idempotency-Key", key)
+		}
+		resp, b := testlog.Do(t, h1Client(t), req)
+		if resp.StatusCode != http.StatusServiceUnavailable {
+			tk := new(task.Task)
+			if err := json.Unmarshal(b, tk); err != nil {
+				t.Fatalf("POST %s: %d %q: %v", url, resp.StatusCode, b, err)
+			}
+			if tries > 1 {
+				t.Logf("POST %s: answered %d after %d tries (503 before)", url, resp.StatusCode, tries)
+			}
+			return resp.StatusCode, tk
+		}
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			t.Fatalf("POST %s: still 503 after %d tries: %s", url, tries, b)
+		}
+	}
+}
+
+// submitRetrying POSTs a longrunning task of n steps of d to node, retrying
+// on 503 (postRetrying).
+func submitRetrying(t *testing.T, node *runningBinary, n int, d time.Duration) *task.Task {
+	t.Helper()
+	body := fmt.Sprintf(`{"kind":"longrunning","params":{"iterations":%d,"interval":%q}}`, n, d.String())
+	code, tk := postRetrying(t, node.url+"/tasks", body)
+	if code != http.StatusCreated && code != http.StatusOK {
+		t.Fatalf("%s: POST /tasks: %d %+v", node.name, code, tk)
+	}
+	return tk
 }
 
 // pollTask GETs task id from the node at base every 20ms until match
