@@ -112,18 +112,7 @@ func TestEmbeddedCluster(t *testing.T) {
 	first := waitTask(t, c.url, tk2.ID, func(tk *task.Task) bool {
 		return tk.State == task.Running && tk.Progress != nil && tk.Progress.Done > 0
 	})
-	var victim *runningBinary
-	var survivors []*runningBinary
-	for _, n := range nodes {
-		if n.name == first.Node {
-			victim = n
-		} else {
-			survivors = append(survivors, n)
-		}
-	}
-	if victim == nil {
-		t.Fatalf("task running on %q, not one of the nodes", first.Node)
-	}
+	victim, survivors := pickNode(t, nodes, first.Node, "task running on")
 	victim.kill(t)
 	killed := time.Now()
 	// Polled rather than followed: an event stream is a watch on the
@@ -202,18 +191,7 @@ func TestEmbeddedClusterQuorum(t *testing.T) {
 	}
 	tk := submitRetrying(t, nodes[0], 100000, 20*time.Millisecond)
 	first := pollTask(t, nodes[0].url, tk.ID, "running", func(tk *task.Task) bool { return tk.State == task.Running })
-	var alone *runningBinary
-	var killed []*runningBinary
-	for _, n := range nodes {
-		if n.name == first.Node {
-			alone = n
-		} else {
-			killed = append(killed, n)
-		}
-	}
-	if alone == nil {
-		t.Fatalf("task running on %q, not one of the nodes", first.Node)
-	}
+	alone, killed := pickNode(t, nodes, first.Node, "task running on")
 	for _, n := range killed {
 		n.kill(t)
 	}
@@ -265,18 +243,7 @@ func TestEmbeddedClusterDrain(t *testing.T) {
 		leader = st.CachedInfo().Cluster.Leader
 	}
 	nc.Close()
-	var victim *runningBinary
-	var survivors []*runningBinary
-	for _, n := range nodes {
-		if n.name == leader {
-			victim = n
-		} else {
-			survivors = append(survivors, n)
-		}
-	}
-	if victim == nil {
-		t.Fatalf("bucket led by %q, not one of the nodes", leader)
-	}
+	victim, survivors := pickNode(t, nodes, leader, "bucket led by")
 	victim.signal(t, syscall.SIGTERM)
 	if code := waitExit(t, victim.cmd); code != 0 {
 		t.Fatalf("%s exited %d after SIGTERM, want 0", victim.name, code)
@@ -584,4 +551,23 @@ func FuzzParseRoute(f *testing.F) {
 			t.Fatalf("%q: %q parses again to %v, %v", s, u.String(), again, err)
 		}
 	})
+}
+
+// pickNode returns the node named name and the others; it fails t, saying
+// what (as in "task running on") named a node that is not one of them.
+func pickNode(t *testing.T, nodes []*runningBinary, name, what string) (*runningBinary, []*runningBinary) {
+	t.Helper()
+	var picked *runningBinary
+	var others []*runningBinary
+	for _, n := range nodes {
+		if n.name == name {
+			picked = n
+		} else {
+			others = append(others, n)
+		}
+	}
+	if picked == nil {
+		t.Fatalf("%s %q, not one of the nodes", what, name)
+	}
+	return picked, others
 }
