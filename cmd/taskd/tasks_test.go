@@ -143,10 +143,7 @@ func TestSeedCancelViaAPI(t *testing.T) {
 func TestSeedClientDisconnected(t *testing.T) {
 	t.Parallel()
 	d := startTaskd(t)
-	conn := testlog.RawGet(t, d.Addr, "/longrunningtask?iterations=50&interval=100ms", "seed-gone")
-	tk := scopedTask(t, d.URL)
-	conn.Close()
-	final := waitTask(t, d.URL, tk.ID, func(t *task.Task) bool { return t.State.Final() })
+	final := abandonSeed(t, d, "seed-gone")
 	if final.State != task.Canceled || final.Cause != "client disconnected" || final.StopLatencyMS == nil {
 		t.Fatalf("final %+v", final)
 	}
@@ -278,10 +275,7 @@ func TestExternalNATS(t *testing.T) {
 func TestMetricsClientDisconnected(t *testing.T) {
 	t.Parallel()
 	d := startTaskd(t)
-	conn := testlog.RawGet(t, d.Addr, "/longrunningtask?iterations=50&interval=100ms", "gone")
-	tk := scopedTask(t, d.URL)
-	conn.Close()
-	waitTask(t, d.URL, tk.ID, func(t *task.Task) bool { return t.State.Final() })
+	tk := abandonSeed(t, d, "gone")
 	d.Logs.Wait(t, "the task's stop", func(r testlog.Record) bool { return r.Str("msg") == "task stopped" && r.Str("task") == tk.ID })
 	_, body, _ := do(t, h1Client(t), "GET", d.URL+"/metrics", "m", nil)
 	for _, want := range []string{
@@ -409,4 +403,15 @@ func BenchmarkSeedHTTP(b *testing.B) {
 		client.CloseIdleConnections()
 		srv.Close()
 	}
+}
+
+// abandonSeed starts a long seed request with request id id on a raw
+// connection, closes the connection once its task is listed, and returns
+// the task's final record.
+func abandonSeed(t *testing.T, d *taskd, id string) *task.Task {
+	t.Helper()
+	conn := testlog.RawGet(t, d.Addr, "/longrunningtask?iterations=50&interval=100ms", id)
+	tk := scopedTask(t, d.URL)
+	conn.Close()
+	return waitTask(t, d.URL, tk.ID, func(t *task.Task) bool { return t.State.Final() })
 }
